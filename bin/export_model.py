@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Freeze a training checkpoint into a shipped model: fit the static prior, hash, name, register.
+
+    bin/export_model.py runs/l16g8/checkpoint.pt --id leech-s16g8 [--images 600] [--default]
+
+The prior per token group is the Laplace-smoothed histogram of the indices the trained encoder produces on training
+images (never Kodak) — the closed-form minimizer of the rate term −log2 p(index). It is stored as uint16
+frequencies. The file ``models/<id>-<sha8>.pt`` loads with ``torch.load(weights_only=True)``; sha8 is the first 8
+hex digits of the SHA-256 of its bytes. ``models/zoo.json`` gets (or replaces) the model's entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bin"))
+from train import DEFAULT_DATA, load_images  # noqa: E402
+
+from leechcodec import lattice  # noqa: E402
+from leechcodec.entropy import NUM_SYMBOLS, frequencies_from_counts  # noqa: E402
+from leechcodec.model import LeechAutoencoder, ModelConfig  # noqa: E402
+from leechcodec.zoo import WEIGHTS_FORMAT, file_sha256, models_dir  # noqa: E402
+
+
+def count_indices(net: LeechAutoencoder, images: list[np.ndarray], crop: int = 512) -> np.ndarray:
+    """Index histogram per group [G, 196560] over centre crops of the images."""
+    counts = np.zeros((net.cfg.groups, NUM_SYMBOLS), np.int64)
+    s = net.stride
+    for img in images:
+        h, w = (min(crop, d) // s * s for d in img.shape[:2])
+        y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+        x = torch.from_numpy(img[y0:y0 + h, x0:x0 + w].copy()).permute(2, 0, 1)[None].float().div(255)
+        idx = net.encode(x)[0].numpy()
+        for g in range(idx.shape[0]):
+            counts[g] += np.bincount(idx[g].ravel(), minlength=NUM_SYMBOLS)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--id", required=True, help="model id, e.g. leech-s16g8")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--images", type=int, default=600, help="training images used to fit the prior")
+    p.add_argument("--default-quality", type=int, default=4)
+    p.add_argument("--default", action="store_true", help="make this the registry's default model")
+    args = p.parse_args(argv)
+
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    cfg = ModelConfig.from_dict(ckpt["config"])
+    net = LeechAutoencoder(cfg)
+    net.load_state_dict(ckpt["model"])
+    net.eval()
+
+    t0 = time.time()
+    train_imgs, _ = load_images(args.data, 0)
+    rng = np.random.default_rng(0)
+    chosen = [train_imgs[i] for i in sorted(rng.choice(len(train_imgs), min(args.images, len(train_imgs)),
+                                                        replace=False))]
+    counts = count_indices(net, chosen)
+    freqs = frequencies_from_counts(counts)
+    used = (counts > 0).sum(1)
+    print(f"prior fitted on {len(chosen)} images in {time.time() - t0:.0f} s; distinct indices per group: "
+          f"{used.tolist()}")
+
+    meta = {"default_quality": args.default_quality, "training_steps": ckpt["step"],
+            "training_seconds": round(ckpt["elapsed"]), "training_args": ckpt.get("args", {}),
+            "prior_images": len(chosen), "parameters": sum(t.numel() for t in net.parameters())}
+    blob = {"format": WEIGHTS_FORMAT, "model_id": args.id, "config": cfg.to_dict(),
+            "state_dict": net.state_dict(), "prior_freqs": torch.from_numpy(freqs.view(np.int16)),
+            "codebook_sha256": lattice.CODEBOOK_SHA256, "meta": meta}
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    out_dir = models_dir()
+    out_dir.mkdir(exist_ok=True)
+    tmp = out_dir / f".{args.id}.pt.part"
+    tmp.write_bytes(buf.getvalue())
+    sha = file_sha256(tmp)
+    path = out_dir / f"{args.id}-{sha[:8]}.pt"
+    tmp.replace(path)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+    reg_path = out_dir / "zoo.json"
+    reg = json.loads(reg_path.read_text()) if reg_path.exists() else {"default": args.id, "models": {}}
+    old = reg["models"].get(args.id, {})
+    if old.get("file") and old["file"] != path.name:
+        (out_dir / old["file"]).unlink(missing_ok=True)
+    reg["models"][args.id] = {"file": path.name, "sha256": sha, "qualities": len(cfg.groups_for_quality),
+                              "groups_for_quality": list(cfg.groups_for_quality),
+                              "default_quality": args.default_quality, "stride": cfg.stride,
+                              "quantizer": cfg.quantizer, "parameters": meta["parameters"],
+                              "training_steps": meta["training_steps"], "kodak": []}
+    if args.default or len(reg["models"]) == 1:
+        reg["default"] = args.id
+    reg_path.write_text(json.dumps(reg, indent=2) + "\n")
+    print(f"registered {args.id} in {reg_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Train a Λ24-SQ autoencoder on ../shared/data/train (never Kodak).
+
+One run trains one variable-rate model: each sample keeps a random number k of leading token groups (ordered
+groups), so one set of weights serves every quality level. Loss = mean over the batch of log10(MSE) on [0, 255]
+RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
+differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
+
+The shipped default model came from (2-core AVX2 CPU, fp32):
+
+    bin/train.py --out runs/l16g8 --steps 10000 --groups 8 --widths 32,64,96,128 --batch 8 --crop 128 --seed 0
+    bin/export_model.py runs/l16g8/checkpoint.pt --id leech-s16g8
+
+Progress goes to stdout and ``<out>/log.csv``; ``<out>/checkpoint.pt`` is written every ``--ckpt-every`` steps and
+a run resumes from it when started again with the same ``--out``. Runs unchanged on CUDA (``--device cuda``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from leechcodec.model import LeechAutoencoder, ModelConfig  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+
+
+def is_validation(name: str, fraction: float = 0.015) -> bool:
+    """A fixed, name-hashed ~1.5% of the training images is held aside for validation."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) < fraction * 2**32
+
+
+def load_images(folder: Path, min_side: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Decode every image once into uint8 HWC arrays; sunhays_* photos are halved to hide JPEG artefacts."""
+    train, val = [], []
+    for path in sorted(folder.glob("*.jp*g")):
+        img = Image.open(path).convert("RGB")
+        if path.name.startswith("sunhays_"):
+            img = img.resize((img.width // 2, img.height // 2), Image.BICUBIC)
+        if min(img.size) < min_side:
+            continue
+        (val if is_validation(path.name) else train).append(np.asarray(img))
+    return train, val
+
+
+def random_batch(images: list[np.ndarray], batch: int, crop: int, rng: random.Random) -> torch.Tensor:
+    out = np.empty((batch, crop, crop, 3), np.uint8)
+    for i in range(batch):
+        img = images[rng.randrange(len(images))]
+        y = rng.randrange(img.shape[0] - crop + 1)
+        x = rng.randrange(img.shape[1] - crop + 1)
+        patch = img[y:y + crop, x:x + crop]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        if rng.random() < 0.5:
+            patch = patch[::-1]
+        out[i] = patch
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
+
+
+def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
+    """mse on [0, 1] → PSNR in dB on the 8-bit scale."""
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+@torch.no_grad()
+def validate(model: LeechAutoencoder, images: list[np.ndarray], device: torch.device, crop: int = 256) -> dict:
+    """PSNR per quality level on centre crops of the held-out images (eval mode: running statistics)."""
+    model.eval()
+    xs = []
+    for img in images:
+        h, w = img.shape[:2]
+        c = min(crop, h, w) // model.stride * model.stride
+        y0, x0 = (h - c) // 2, (w - c) // 2
+        xs.append(torch.from_numpy(img[y0:y0 + c, x0:x0 + c].copy()).permute(2, 0, 1).float().div(255))
+    result = {}
+    for q, k in enumerate(model.cfg.groups_for_quality, start=1):
+        psnrs = []
+        for x in xs:
+            x = x[None].to(device)
+            x_hat = model(x, keep=torch.tensor([k], device=device))["x_hat"].clamp(0, 1)
+            x_hat = (x_hat * 255).round() / 255
+            psnrs.append(psnr_from_mse(((x_hat - x) ** 2).mean()).item())
+        result[f"val_psnr_q{q}"] = float(np.mean(psnrs))
+    model.train()
+    return result
+
+
+def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log.csv)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--stride", type=int, default=16)
+    p.add_argument("--groups", type=int, default=8)
+    p.add_argument("--widths", type=str, default="32,64,96,128")
+    p.add_argument("--quantizer", choices=["leech", "bsq"], default="leech")
+    p.add_argument("--blend-steps", type=int, default=500, help="steps over which quantization is blended in")
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--val-every", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    args = p.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = args.out / "checkpoint.pt"
+
+    qualities = tuple(k for k in (1, 2, 3, 4, 6, 8, 10, 12, 16) if k <= args.groups)
+    cfg = ModelConfig(stride=args.stride, groups=args.groups, widths=tuple(int(w) for w in args.widths.split(",")),
+                      quantizer=args.quantizer, groups_for_quality=qualities)
+    torch.manual_seed(args.seed)
+    model = LeechAutoencoder(cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    step, elapsed = 0, 0.0
+    rng = random.Random(args.seed)
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ModelConfig.from_dict(ckpt["config"]) != cfg:
+            raise SystemExit(f"{ckpt_path} was trained with another config; use another --out")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, elapsed = ckpt["step"], ckpt["elapsed"]
+        rng.setstate(ckpt["rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        print(f"resumed from {ckpt_path} at step {step}")
+
+    t0 = time.time()
+    train_imgs, val_imgs = load_images(args.data, args.crop)
+    print(f"{len(train_imgs)} training and {len(val_imgs)} validation images loaded in {time.time() - t0:.0f} s;"
+          f" {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+
+    log_path = args.out / "log.csv"
+    new_log = not log_path.exists()
+    log = open(log_path, "a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["step", "elapsed_s", "lr", "loss", "psnr", "distinct_codes", "code_entropy_bits"] +
+                        [f"val_psnr_q{q}" for q in range(1, len(qualities) + 1)])
+
+    def save() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "step": step, "elapsed": elapsed, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                    "args": vars(args) | {"out": str(args.out), "data": str(args.data)}}, tmp)
+        tmp.replace(ckpt_path)
+
+    model.train()
+    t_last, psnr_acc, loss_acc, n_acc = time.time(), 0.0, 0.0, 0
+    while step < args.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args.steps, args.lr)
+        x = random_batch(train_imgs, args.batch, args.crop, rng).to(device)
+        keep = torch.randint(1, cfg.groups + 1, (args.batch,), device=device)
+        blend = min(1.0, step / args.blend_steps) if args.blend_steps else 1.0
+        out = model(x, keep=keep, blend=blend)
+        mse = ((out["x_hat"] - x) ** 2).mean(dim=(1, 2, 3))
+        loss = torch.log10(mse.clamp_min(1e-10)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        psnr_acc += psnr_from_mse(mse.detach()).mean().item()
+        loss_acc += loss.item()
+        n_acc += 1
+        if step % 50 == 0 or step == args.steps:
+            now = time.time()
+            elapsed += now - t_last
+            idx = out["indices"].flatten()
+            counts = torch.bincount(idx, minlength=1).float()
+            counts = counts[counts > 0] / idx.numel()
+            entropy = float(-(counts * counts.log2()).sum())
+            row = {"step": step, "elapsed_s": round(elapsed, 1), "lr": f"{opt.param_groups[0]['lr']:.2e}",
+                   "loss": round(loss_acc / n_acc, 4), "psnr": round(psnr_acc / n_acc, 3),
+                   "distinct_codes": int(len(counts)), "code_entropy_bits": round(entropy, 2)}
+            if step % args.val_every == 0 or step == args.steps:
+                row |= {k: round(v, 3) for k, v in validate(model, val_imgs, device).items()}
+            print(" ".join(f"{k}={v}" for k, v in row.items()) + f" steps/s={n_acc / (now - t_last):.2f}", flush=True)
+            writer.writerow([row.get(k, "") for k in ["step", "elapsed_s", "lr", "loss", "psnr", "distinct_codes",
+                                                      "code_entropy_bits"]] +
+                            [row.get(f"val_psnr_q{q}", "") for q in range(1, len(qualities) + 1)])
+            log.flush()
+            t_last, psnr_acc, loss_acc, n_acc = now, 0.0, 0.0, 0
+        if step % args.ckpt_every == 0 or step == args.steps:
+            save()
+    log.close()
+    print(f"done: {step} steps in {elapsed / 60:.1f} min; checkpoint {ckpt_path}")
+
+
+if __name__ == "__main__":
+    main()

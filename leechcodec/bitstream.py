@@ -1,0 +1,124 @@
+"""The .lsq file: byte layout, writing, and validated reading.
+
+All integers little-endian. Layout of format version 1::
+
+    offset  size  field
+    0       4     magic b"\\x89LSQ"
+    4       1     format version (1)
+    5       1     n = length of the model id (1..64)
+    6       n     model id, ASCII (names the decoder; never an index into a table)
+    6+n     8     weights hash: the first 8 bytes of the SHA-256 of the model's weights file
+    14+n    4     image height H (uint32, ≥ 1)
+    18+n    4     image width W (uint32, ≥ 1)
+    22+n    1     token groups k coded in the payload (1..255)
+    23+n    4     symbol count (uint32; must equal k·⌈H/s⌉·⌈W/s⌉ for the model's stride s)
+    27+n    4     word count m (uint32)
+    31+n    4m    payload: m uint32 words of the range coder
+    31+n+4m 4     CRC32 (zlib) over every preceding byte
+
+bpp = 8 × file size / (H·W), header included. Every size is checked against limits and against the file length
+before anything is allocated; the CRC is checked before the payload is used.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+MAGIC = b"\x89LSQ"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+MAX_ID_LEN = 64
+MAX_SIDE = 1 << 16  # 65,536 pixels per side
+MAX_PIXELS = 1 << 28  # 268 M pixels
+HASH_LEN = 8
+_FIXED = struct.Struct("<4sBB")  # magic, version, id length
+_TAIL = struct.Struct("<8sIIBII")  # weights hash, H, W, groups, symbols, words
+_CRC = struct.Struct("<I")
+
+
+class FormatError(ValueError):
+    """The bytes are not a valid .lsq file; the message says why."""
+
+
+@dataclass(frozen=True)
+class Header:
+    model_id: str
+    weights_hash: bytes  # 8 bytes
+    height: int
+    width: int
+    groups: int
+    symbols: int
+    words: int
+
+    def describe(self) -> dict:
+        return {"format_version": FORMAT_VERSION, "model_id": self.model_id, "weights_hash": self.weights_hash.hex(),
+                "height": self.height, "width": self.width, "groups": self.groups, "symbols": self.symbols,
+                "payload_words": self.words}
+
+
+def _check_dims(height: int, width: int) -> None:
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE) or height * width > MAX_PIXELS:
+        raise FormatError(f"image size {width}x{height} is outside the supported range "
+                          f"(sides 1..{MAX_SIDE}, at most {MAX_PIXELS} pixels)")
+
+
+def pack(header: Header, words: np.ndarray) -> bytes:
+    """Header fields + uint32 payload → the complete file bytes."""
+    model_id = header.model_id.encode("ascii")
+    if not 1 <= len(model_id) <= MAX_ID_LEN:
+        raise ValueError(f"model id must be 1..{MAX_ID_LEN} ASCII characters")
+    if len(header.weights_hash) != HASH_LEN:
+        raise ValueError(f"weights hash must be {HASH_LEN} bytes")
+    _check_dims(header.height, header.width)
+    if not 1 <= header.groups <= 255:
+        raise ValueError("groups must be in 1..255")
+    words = np.ascontiguousarray(words, dtype="<u4")
+    body = (_FIXED.pack(MAGIC, FORMAT_VERSION, len(model_id)) + model_id +
+            _TAIL.pack(header.weights_hash, header.height, header.width, header.groups, header.symbols, len(words)) +
+            words.tobytes())
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def unpack(data: bytes) -> tuple[Header, np.ndarray]:
+    """Validate and split file bytes → (Header, uint32 payload words). Raises FormatError with a clear reason."""
+    data = bytes(data)
+    if len(data) < _FIXED.size:
+        if MAGIC.startswith(data[:4]) and data:
+            raise FormatError(f"truncated file ({len(data)} bytes)")
+        raise FormatError("not a .lsq file (too short)" if not data else "not a .lsq file (wrong magic bytes)")
+    magic, version, id_len = _FIXED.unpack_from(data)
+    if magic != MAGIC:
+        raise FormatError("not a .lsq file (wrong magic bytes)")
+    if version not in SUPPORTED_VERSIONS:
+        raise FormatError(f"unsupported .lsq format version {version} (this leechcodec reads "
+                          f"{', '.join(map(str, SUPPORTED_VERSIONS))})")
+    if not 1 <= id_len <= MAX_ID_LEN:
+        raise FormatError(f"corrupt header (model id length {id_len})")
+    head_end = _FIXED.size + id_len + _TAIL.size
+    if len(data) < head_end + _CRC.size:
+        raise FormatError(f"truncated file ({len(data)} bytes, header alone needs {head_end + _CRC.size})")
+    weights_hash, height, width, groups, symbols, words = _TAIL.unpack_from(data, _FIXED.size + id_len)
+    expected = head_end + 4 * words + _CRC.size
+    if len(data) < expected:
+        raise FormatError(f"truncated file ({len(data)} of {expected} bytes)")
+    if len(data) > expected:
+        raise FormatError(f"corrupt file ({len(data) - expected} unexpected trailing bytes)")
+    (crc,) = _CRC.unpack_from(data, expected - _CRC.size)
+    if zlib.crc32(data[: expected - _CRC.size]) != crc:
+        raise FormatError("corrupt file (CRC32 checksum mismatch)")
+    try:
+        model_id = data[_FIXED.size: _FIXED.size + id_len].decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("corrupt header (model id is not ASCII)") from None
+    _check_dims(height, width)
+    if groups < 1:
+        raise FormatError("corrupt header (zero token groups)")
+    # a 24-bit fixed-point coder spends at most 24 bits per symbol, plus the coder's final words
+    if words > (24 * symbols) // 32 + 2:
+        raise FormatError("corrupt header (payload larger than the symbol count allows)")
+    payload = np.frombuffer(data, dtype="<u4", count=words, offset=head_end).astype(np.uint32)
+    return Header(model_id, weights_hash, height, width, groups, symbols, words), payload

@@ -1,0 +1,169 @@
+"""The ``leechcodec`` command line (click): encode, decode, info, models, eval.
+
+User errors print one line ``leechcodec: error: …`` and exit with status 1, never a traceback. Outputs are never
+overwritten without ``-f`` and are written atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from leechcodec import __version__
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+class UserError(click.ClickException):
+    """A clean one-line error: ``leechcodec: error: message`` on stderr, exit code 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"leechcodec: error: {self.format_message()}", err=True, file=file)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was requested but no CUDA device is available")
+    return name
+
+
+def _check_output(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise UserError(f"{path} exists (use -f to overwrite)")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory")
+    if not path.parent.exists():
+        raise UserError(f"folder {path.parent} does not exist")
+
+
+def _read_input(path: Path) -> bytes:
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a file")
+    return path.read_bytes()
+
+
+DEVICE_OPTION = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
+                             show_default=True, help="where the network runs")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="leechcodec")
+def main() -> None:
+    """leechcodec: learned image compression with spherical Leech quantization (Λ24-SQ)."""
+    warnings.filterwarnings("ignore", module="numba")
+    warnings.formatwarning = lambda msg, *a, **k: f"leechcodec: warning: {msg}\n"
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="output .lsq (default: INPUT with .lsq)")
+@click.option("-q", "--quality", type=int, default=None, help="quality level 1..N, lowest rate first")
+@click.option("-m", "--model", "model_id", default=None, help="model id (default: the shipped default)")
+@DEVICE_OPTION
+@click.option("-f", "--force", is_flag=True, help="overwrite an existing output")
+def encode(input: Path, output: Path | None, quality: int | None, model_id: str | None, device: str,
+           force: bool) -> None:
+    """Compress an image (anything Pillow reads) into a .lsq file."""
+    from leechcodec.codec import encode_image
+    from leechcodec.imageio import ImageError, read_image, write_atomic
+    from leechcodec.zoo import load_model
+
+    output = output or input.with_suffix(".lsq")
+    _check_output(output, force)
+    try:
+        rgb = read_image(input)
+        model = load_model(model_id, _device(device))
+        enc = encode_image(model, rgb, quality)
+    except (ImageError, ValueError) as e:
+        raise UserError(f"{input}: {e}" if isinstance(e, ImageError) else str(e)) from None
+    write_atomic(output, enc.data)
+    click.echo(f"{output}: {len(enc.data)} bytes, {enc.width}x{enc.height}, {enc.bpp:.4f} bpp "
+               f"(model {model.model_id}, quality {quality or model.meta.get('default_quality')})")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="output image (default: INPUT with .png)")
+@DEVICE_OPTION
+@click.option("-f", "--force", is_flag=True, help="overwrite an existing output")
+def decode(input: Path, output: Path | None, device: str, force: bool) -> None:
+    """Decompress a .lsq file to PNG (the model comes from the file)."""
+    from PIL import Image
+
+    from leechcodec.codec import decode_indices, parse
+    from leechcodec.imageio import png_bytes, write_atomic
+
+    output = output or input.with_suffix(".png")
+    _check_output(output, force)
+    data = _read_input(input)
+    try:
+        header, model, indices = parse(data, _device(device))
+        rgb = decode_indices(model, indices, header.height, header.width)
+    except ValueError as e:
+        raise UserError(f"{input}: {e}") from None
+    write_atomic(output, png_bytes(Image.fromarray(rgb, "RGB")))
+    click.echo(f"{output}: {header.width}x{header.height}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("input", type=click.Path(path_type=Path))
+def info(input: Path) -> None:
+    """Print the header of a .lsq file."""
+    from leechcodec.bitstream import unpack
+
+    data = _read_input(input)
+    try:
+        header, _ = unpack(data)
+    except ValueError as e:
+        raise UserError(f"{input}: {e}") from None
+    fields = header.describe() | {"file_bytes": len(data), "bpp": round(8 * len(data) / (header.height *
+                                                                                           header.width), 5)}
+    for k, v in fields.items():
+        click.echo(f"{k}: {v}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="print the registry as JSON")
+def models(as_json: bool) -> None:
+    """List the shipped models with their Kodak numbers."""
+    from leechcodec.zoo import list_models
+
+    try:
+        entries = list_models()
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    for m in entries:
+        star = " (default)" if m["default"] else ""
+        click.echo(f"{m['id']}{star}: {m['quantizer']}, stride {m['stride']}, {m['parameters'] / 1e6:.2f} M "
+                   f"parameters, qualities 1..{m['qualities']} (default {m['default_quality']}), file {m['file']}")
+        if m.get("kodak"):
+            click.echo("  quality  groups   bpp     PSNR-RGB  MS-SSIM   (Kodak, 24 images, real files)")
+            for r in m["kodak"]:
+                click.echo(f"  {r['quality']:>7}  {r['groups']:>6}  {r['bpp']:.4f}  {r['psnr']:8.3f}  "
+                           f"{r['ms_ssim']:.4f}")
+
+
+def run() -> None:
+    """Entry point that keeps Ctrl-C clean."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        click.echo("leechcodec: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,94 @@
+"""File-level API: images ↔ .lsq bytes through a loaded model (the encodec-style two layers).
+
+``encode_image``/``decode_indices`` go pixels ↔ indices with a model; ``compress``/``decompress`` go images ↔ bytes
+and are what users call. The decoder is chosen by the model id in the file, and the weights hash in the file must
+match the loaded weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from leechcodec import bitstream
+from leechcodec.imageio import read_image
+from leechcodec.zoo import LoadedModel, load_model
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """What the encoder produced for one image."""
+
+    data: bytes  # the complete .lsq file
+    indices: np.ndarray  # [k, h, w] int64
+    height: int
+    width: int
+    information_bits: float  # −Σ log2 p(index) under the model's prior
+
+    @property
+    def bpp(self) -> float:
+        return 8 * len(self.data) / (self.height * self.width)
+
+
+def _to_tensor(rgb: np.ndarray, stride: int, device: str | torch.device) -> torch.Tensor:
+    """uint8 [H, W, 3] → float [1, 3, H', W'] in [0, 1], padded (edge replication) to multiples of the stride."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
+    h, w = rgb.shape[:2]
+    ph, pw = -h % stride, -w % stride
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x.to(device)
+
+
+def _to_rgb8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """float [1, 3, H', W'] in [0, 1] → uint8 [H, W, 3] (cropped, rounded)."""
+    x = x_hat[0, :, :height, :width].clamp(0, 1).mul(255).round().byte()
+    return x.permute(1, 2, 0).cpu().numpy()
+
+
+def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None) -> Encoded:
+    groups = model.groups_for(quality)
+    h, w = rgb.shape[:2]
+    device = next(model.net.parameters()).device
+    indices = model.net.encode(_to_tensor(rgb, model.config.stride, device), groups)[0].numpy()
+    words = model.prior.encode(indices)
+    header = bitstream.Header(model.model_id, model.weights_hash, h, w, groups, indices.size, len(words))
+    data = bitstream.pack(header, words)
+    return Encoded(data, indices, h, w, model.prior.information_bits(indices))
+
+
+def decode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: int) -> np.ndarray:
+    x_hat = model.net.decode(torch.from_numpy(indices)[None])
+    return _to_rgb8(x_hat, height, width)
+
+
+def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedModel, np.ndarray]:
+    """Validate a file, load the model it names and decode its indices → (header, model, indices [k, h, w])."""
+    header, words = bitstream.unpack(data)
+    try:
+        model = load_model(header.model_id, device)
+    except ValueError as e:
+        raise bitstream.FormatError(f"file needs model {header.model_id!r}, which is not available ({e})") from None
+    if header.weights_hash != model.weights_hash:
+        raise bitstream.FormatError(f"file was made with other weights for model {header.model_id!r} "
+                                    f"(hash {header.weights_hash.hex()}, have {model.weights_hash.hex()})")
+    s = model.config.stride
+    h, w = -(-header.height // s), -(-header.width // s)
+    if header.groups > model.config.groups or header.symbols != header.groups * h * w:
+        raise bitstream.FormatError("corrupt header (symbol count does not match the image size)")
+    return header, model, model.prior.decode(words, header.groups, h, w)
+
+
+def compress(image, quality: int | None = None, model: str | None = None, device: str = "cpu") -> bytes:
+    """An image (path, bytes, PIL image or uint8 [H, W, 3]) → .lsq bytes. quality: 1..N, lowest rate first."""
+    return encode_image(load_model(model, device), read_image(image), quality).data
+
+
+def decompress(data: bytes, device: str = "cpu") -> Image.Image:
+    """.lsq bytes → the decoded RGB image (the model named in the file)."""
+    header, model, indices = parse(data, device)
+    return Image.fromarray(decode_indices(model, indices, header.height, header.width), "RGB")

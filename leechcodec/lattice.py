@@ -1,0 +1,459 @@
+"""The first shell of the Leech lattice Λ24: its 196,560 minimal vectors, their index, and exact nearest-point search.
+
+This module owns the codebook of spherical Leech quantization (Λ24-SQ; Zhao et al., arXiv 2512.14697).
+It uses numpy and numba only (no torch).
+
+Coordinates are integers at scale √8·Λ24: every minimal vector has squared norm 32 and coordinates in {-4..4};
+divide by √32 for unit vectors. The extended Golay code C24 has generator G = [I12 | A]; the codeword of a 12-bit
+message m (bit i of m is position i) is c = mG.
+
+Three classes of minimal vectors, and the canonical index (part of the .lsq file format; pinned by
+``CODEBOOK_SHA256``, the SHA-256 of the int8 table [196560, 24] in index order):
+
+=====  ======================  =========  ===================  ===============================================
+class  shape                   count      index range          index
+=====  ======================  =========  ===================  ===============================================
+A      (±4, ±4, 0²²)           1,104      [0, 1104)            4·rank(j<k) + 2·[x_j<0] + [x_k<0]
+B      (±2⁸, 0¹⁶), octad       97,152     [1104, 98256)        1104 + 128·octad_rank + sign bits of the 7 lowest
+                                                               positions (bit t = t-th lowest; 8th by parity)
+C      (∓3, ±1²³)              98,304     [98256, 196560)      98256 + 24·m + j (c_i=[v_i<0], i≠j; c_j=[v_j=+3])
+=====  ======================  =========  ===================  ===============================================
+
+rank(j, k) = 23j − j(j−1)/2 + (k−j−1); octads are ranked by their 24-bit support mask (bit i = position i), ascending.
+
+Nearest-point search (``quantize``) maximizes the inner product ⟨x, v⟩ over all minimal vectors (they have equal
+norm, so this is the largest cosine) using the code structure instead of the table: class A from the two largest
+|x_i|; class B per octad; class C from all 4,096 Golay correlations T(c) = ⟨x, (−1)^c⟩ built from 6-bit half tables,
+reduced to 48 half-space maxima. The kernel runs 16 vectors at a time in SIMD lanes and in parallel over chunks.
+
+Tie-breaking (exact ties only happen for special inputs, e.g. integers): the search order is fixed — class A, then
+B, then C, each in a fixed order, a later candidate replacing the current best only when strictly better; a zero
+coordinate counts as positive. The answer is therefore the same on every run and at any thread count. The zero
+vector (all scores 0) returns index 0, the point (+4, +4, 0, …).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numba
+import numpy as np
+
+DIM = 24
+NUM_POINTS = 196_560
+NORM2 = 32  # squared norm of every minimal vector in integer coordinates
+NUM_A, NUM_B, NUM_C = 1_104, 97_152, 98_304
+OFFSET_B = NUM_A
+OFFSET_C = NUM_A + NUM_B
+
+# SHA-256 of index_to_vector(arange(196560)) as contiguous int8 [196560, 24]. Changing it breaks every .lsq file.
+CODEBOOK_SHA256 = "84197a42cb1094a34c5afed59684d67fc7cc3352c0c9bcf6848ed975af6c302f"
+
+# Rows of A (position 0 is the leftmost character); A is symmetric and A² = I over GF(2).
+_A_ROWS = (
+    "011111111111", "111011100010", "110111000101", "101110001011", "111100010110", "111000101101",
+    "110001011011", "100010110111", "100101101110", "101011011100", "110110111000", "101101110001",
+)
+
+
+def _build_tables() -> dict[str, np.ndarray]:
+    """Small tables the kernels need (about 10 KB): parity bits per message half, octads, A-class pairs."""
+    a_rows = np.array([int(r[::-1], 2) for r in _A_ROWS], dtype=np.int64)  # bit i of row = A[row, i]
+    # parity[m] = mA (12 bits) for a 12-bit message m, split into the low and high 6 message bits.
+    par_lo = np.zeros(64, np.int64)
+    par_hi = np.zeros(64, np.int64)
+    for h in range(64):
+        lo = hi = 0
+        for b in range(6):
+            if h >> b & 1:
+                lo ^= a_rows[b]
+                hi ^= a_rows[6 + b]
+        par_lo[h], par_hi[h] = lo, hi
+    msgs = np.arange(4096, dtype=np.int64)
+    parity = par_lo[msgs & 63] ^ par_hi[msgs >> 6]
+    codewords = msgs | (parity << 12)  # 24-bit codeword masks, bit i = position i
+    weights = np.array([bin(int(c)).count("1") for c in codewords])
+    octads = np.sort(codewords[weights == 8])
+    octad_pos = np.array([[i for i in range(DIM) if o >> i & 1] for o in octads], dtype=np.int64)
+    pairs = np.array([(j, k) for j in range(DIM) for k in range(j + 1, DIM)], dtype=np.int64)
+    pair_rank = np.full((DIM, DIM), -1, np.int64)
+    for r, (j, k) in enumerate(pairs):
+        pair_rank[j, k] = r
+    # field_msgs[f, h] = the 64 messages (ascending) whose 6-bit field f equals h; fields: message low/high 6 bits,
+    # parity low/high 6 bits (positions 6f .. 6f+5 of the codeword)
+    fields = np.stack([msgs & 63, msgs >> 6, parity & 63, parity >> 6])
+    field_msgs = np.stack([np.stack([msgs[fields[f] == h] for h in range(64)]) for f in range(4)])
+    return dict(par_lo=par_lo, par_hi=par_hi, codewords=codewords, weights=weights, octads=octads,
+                octad_pos=octad_pos, pairs=pairs, pair_rank=pair_rank, field_msgs=field_msgs)
+
+
+_T = _build_tables()
+_PAR_LO, _PAR_HI = _T["par_lo"], _T["par_hi"]
+_CODEWORDS = _T["codewords"]
+_OCTADS, _OCTAD_POS = _T["octads"], _T["octad_pos"]
+_PAIRS, _PAIR_RANK = _T["pairs"], _T["pair_rank"]
+_FIELD_MSGS = _T["field_msgs"]
+assert len(_OCTADS) == 759 and np.bincount(_T["weights"]).tolist()[::4] == [1, 0, 759, 2576, 759, 0, 1]
+
+
+# --------------------------------------------------------------------------------------------- index <-> vector
+@numba.njit(parallel=True, cache=True)
+def _index_to_vector_kernel(idx, par_lo, par_hi, octad_pos, pairs, out):
+    for n in numba.prange(idx.shape[0]):
+        i = idx[n]
+        for d in range(24):
+            out[n, d] = 0
+        if i < 1104:
+            r = i >> 2
+            j, k = pairs[r, 0], pairs[r, 1]
+            out[n, j] = -4 if (i >> 1) & 1 else 4
+            out[n, k] = -4 if i & 1 else 4
+        elif i < 98256:
+            t = i - 1104
+            o = t >> 7
+            bits = t & 127
+            neg = 0
+            for q in range(7):
+                b = (bits >> q) & 1
+                neg += b
+                out[n, octad_pos[o, q]] = -2 if b else 2
+            out[n, octad_pos[o, 7]] = -2 if neg & 1 else 2
+        else:
+            t = i - 98256
+            m = t // 24
+            j = t - 24 * m
+            c = m | ((par_lo[m & 63] ^ par_hi[m >> 6]) << 12)
+            for d in range(24):
+                out[n, d] = -1 if (c >> d) & 1 else 1
+            out[n, j] = -3 * out[n, j]
+
+
+@numba.njit(parallel=True, cache=True)
+def _vector_to_index_kernel(v, par_lo, par_hi, octads, pair_rank, out):
+    for n in numba.prange(v.shape[0]):
+        nz = 0
+        n4 = 0
+        n2 = 0
+        n3 = 0
+        n1 = 0
+        bad = 0
+        for d in range(24):
+            a = abs(np.int64(v[n, d]))
+            if a == 0:
+                continue
+            nz += 1
+            if a == 4:
+                n4 += 1
+            elif a == 2:
+                n2 += 1
+            elif a == 3:
+                n3 += 1
+            elif a == 1:
+                n1 += 1
+            else:
+                bad = 1
+        res = -1
+        if bad == 0 and nz == 2 and n4 == 2:
+            j = -1
+            k = -1
+            for d in range(24):
+                if v[n, d] != 0:
+                    if j < 0:
+                        j = d
+                    else:
+                        k = d
+            res = 4 * pair_rank[j, k] + 2 * (v[n, j] < 0) + (v[n, k] < 0)
+        elif bad == 0 and nz == 8 and n2 == 8:
+            mask = 0
+            neg = 0
+            bits = 0
+            q = 0
+            for d in range(24):
+                if v[n, d] != 0:
+                    mask |= 1 << d
+                    if v[n, d] < 0:
+                        neg += 1
+                        if q < 7:
+                            bits |= 1 << q
+                    q += 1
+            o = np.searchsorted(octads, mask)
+            if neg % 2 == 0 and o < octads.shape[0] and octads[o] == mask:
+                res = 1104 + 128 * o + bits
+        elif bad == 0 and nz == 24 and n3 == 1 and n1 == 23:
+            c = 0
+            j = 0
+            for d in range(24):
+                x = v[n, d]
+                if x == 3 or x == -3:
+                    j = d
+                    if x == 3:
+                        c |= 1 << d
+                elif x < 0:
+                    c |= 1 << d
+            m = c & 4095
+            if (c >> 12) == (par_lo[m & 63] ^ par_hi[m >> 6]):
+                res = 98256 + 24 * m + j
+        out[n] = res
+
+
+def _as_index_array(idx) -> np.ndarray:
+    idx = np.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        raise ValueError(f"indices must be integers, got dtype {idx.dtype}")
+    flat = idx.reshape(-1).astype(np.int64)
+    if flat.size and (flat.min() < 0 or flat.max() >= NUM_POINTS):
+        raise ValueError(f"indices must lie in [0, {NUM_POINTS}), got range [{flat.min()}, {flat.max()}]")
+    return flat
+
+
+def index_to_vector(idx) -> np.ndarray:
+    """Indices (any shape, integers in [0, 196560)) → int8 minimal vectors [*shape, 24] (squared norm 32)."""
+    idx = np.asarray(idx)
+    flat = _as_index_array(idx)
+    out = np.empty((flat.size, DIM), np.int8)
+    _index_to_vector_kernel(flat, _PAR_LO, _PAR_HI, _OCTAD_POS, _PAIRS, out)
+    return out.reshape(*idx.shape, DIM)
+
+
+def vector_to_index(v) -> np.ndarray:
+    """Integer vectors [*shape, 24] → int64 indices [*shape]; −1 for any vector that is not a minimal vector."""
+    v = np.asarray(v)
+    if v.ndim < 1 or v.shape[-1] != DIM:
+        raise ValueError(f"expected vectors of shape [..., {DIM}], got {v.shape}")
+    if v.dtype.kind not in "iu":
+        raise ValueError(f"vectors must be integers, got dtype {v.dtype}")
+    flat = np.clip(v.reshape(-1, DIM), -127, 127).astype(np.int8)
+    out = np.empty(flat.shape[0], np.int64)
+    _vector_to_index_kernel(flat, _PAR_LO, _PAR_HI, _OCTADS, _PAIR_RANK, out)
+    return out.reshape(v.shape[:-1])
+
+
+def codebook() -> np.ndarray:
+    """The full int8 table [196560, 24] in index order (built on demand; the fast paths never need it)."""
+    return index_to_vector(np.arange(NUM_POINTS))
+
+
+def codebook_sha256() -> str:
+    return hashlib.sha256(np.ascontiguousarray(codebook()).tobytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ nearest-point search
+_LANES = 16  # vectors processed together in SIMD lanes
+
+
+@numba.njit(cache=True, fastmath={"nnan", "nsz"})
+def _search_block(xb, par_lo, par_hi, octad_pos, pair_rank, field_msgs, out, tm, mx):
+    """Exact search for up to 16 vectors xb [L, 24] (float64); writes their indices to out [L].
+
+    Everything runs lane-major ([.., 16] arrays, one lane per vector) with branch-free maxima so that the lane
+    loops compile to SIMD. Only scores are tracked in the hot loops; the winners' indices are recovered afterwards
+    by re-evaluating the identical float expressions (bit-identical, so exact equality is safe).
+    """
+    L = xb.shape[0]
+    x = np.zeros((24, _LANES))
+    for l in range(L):
+        for d in range(24):
+            x[d, l] = xb[l, d]
+    ax = np.abs(x)
+    negf = np.zeros((24, _LANES))  # 1.0 where the coordinate is negative
+    for d in range(24):
+        for l in range(_LANES):
+            negf[d, l] = 1.0 if x[d, l] < 0 else 0.0
+    best = np.empty(_LANES)
+    best_idx = np.zeros(_LANES, np.int64)
+    # ---- class A: two largest |x_i| (first occurrence on ties); score 4(|x_j| + |x_k|)
+    for l in range(L):
+        j1 = 0
+        for d in range(1, 24):
+            if ax[d, l] > ax[j1, l]:
+                j1 = d
+        j2 = 1 if j1 == 0 else 0
+        for d in range(24):
+            if d != j1 and ax[d, l] > ax[j2, l]:
+                j2 = d
+        j, k = (j1, j2) if j1 < j2 else (j2, j1)
+        best[l] = 4.0 * (ax[j, l] + ax[k, l])
+        best_idx[l] = 4 * pair_rank[j, k] + 2 * (x[j, l] < 0) + (x[k, l] < 0)
+    # ---- class B: per octad 2·Σ|x| − 4·min|x| when an odd number of its coordinates is negative
+    neg = np.zeros(_LANES)
+    s = np.zeros(_LANES)
+    mn = np.zeros(_LANES)
+    best_o = np.full(_LANES, -1, np.int64)
+    for o in range(octad_pos.shape[0]):
+        for l in range(_LANES):
+            s[l] = 0.0
+            neg[l] = 0.0
+            mn[l] = np.inf
+        for q in range(8):
+            p = octad_pos[o, q]
+            for l in range(_LANES):
+                a = ax[p, l]
+                s[l] += a
+                neg[l] += negf[p, l]
+                mn[l] = a if a < mn[l] else mn[l]
+        for l in range(_LANES):
+            odd = neg[l] - 2.0 * np.floor(0.5 * neg[l])
+            sc = 2.0 * s[l] - 4.0 * mn[l] * odd
+            better = sc > best[l]
+            best[l] = sc if better else best[l]
+            best_o[l] = o if better else best_o[l]
+    for l in range(L):
+        o = best_o[l]
+        if o >= 0:
+            nneg = 0
+            arg = 0
+            for q in range(8):
+                p = octad_pos[o, q]
+                nneg += x[p, l] < 0
+                if ax[p, l] < ax[octad_pos[o, arg], l]:
+                    arg = q
+            bits = 0
+            for q in range(7):
+                isneg = x[octad_pos[o, q], l] < 0
+                if (nneg & 1) and q == arg:
+                    isneg = not isneg
+                if isneg:
+                    bits |= 1 << q
+            best_idx[l] = 1104 + 128 * o + bits
+    # ---- class C: T(m) = P_lo[m&63] + P_hi[m>>6] + Q_lo[u&63] + Q_hi[u>>6] with u = mA (the parity half)
+    tab = np.zeros((4, 64, _LANES))  # field f covers positions 6f .. 6f+5
+    for f in range(4):
+        for l in range(_LANES):
+            acc = 0.0
+            for b in range(6):
+                acc += x[6 * f + b, l]
+            tab[f, 0, l] = acc
+        for h in range(1, 64):
+            b = 0
+            while not (h >> b) & 1:
+                b += 1
+            # h = (h without its lowest set bit b) with bit b set: flip the sign of x[6f+b]
+            hp = h & (h - 1)
+            for l in range(_LANES):
+                tab[f, h, l] = tab[f, hp, l] - 2.0 * x[6 * f + b, l]
+    # T for all 4,096 messages (row m = lo + 64·hi), then its maxima per value of each 6-bit field (message lo,
+    # message hi, parity lo, parity hi). Each loop has a single store target so that it vectorizes.
+    for hi in range(64):
+        phh = par_hi[hi]
+        for lo in range(64):
+            u = par_lo[lo] ^ phh
+            ul = u & 63
+            uh = u >> 6
+            row = lo + 64 * hi
+            for l in range(_LANES):
+                tm[row, l] = tab[0, lo, l] + tab[1, hi, l] + tab[2, ul, l] + tab[3, uh, l]
+    mx[:] = -np.inf
+    for m in range(4096):
+        lo = m & 63
+        for l in range(_LANES):
+            v = tm[m, l]
+            mx[0, lo, l] = v if v > mx[0, lo, l] else mx[0, lo, l]
+    for m in range(4096):
+        hi = m >> 6
+        for l in range(_LANES):
+            v = tm[m, l]
+            mx[1, hi, l] = v if v > mx[1, hi, l] else mx[1, hi, l]
+    for m in range(4096):
+        ul = (par_lo[m & 63] ^ par_hi[m >> 6]) & 63
+        for l in range(_LANES):
+            v = tm[m, l]
+            mx[2, ul, l] = v if v > mx[2, ul, l] else mx[2, ul, l]
+    for m in range(4096):
+        uh = (par_lo[m & 63] ^ par_hi[m >> 6]) >> 6
+        for l in range(_LANES):
+            v = tm[m, l]
+            mx[3, uh, l] = v if v > mx[3, uh, l] else mx[3, uh, l]
+    # half-space maxima: position j = 6f + b, c_j = bit b of field f; score(c, j) = T(c) − 4·(−1)^{c_j}·x_j
+    m0 = np.empty(_LANES)
+    m1 = np.empty(_LANES)
+    best_j = np.full(_LANES, -1, np.int64)
+    best_bit = np.zeros(_LANES, np.int64)
+    best_t = np.zeros(_LANES)  # the T(c) value of the best class-C candidate
+    for f in range(4):
+        for b in range(6):
+            for l in range(_LANES):
+                m0[l] = -np.inf
+                m1[l] = -np.inf
+            for h in range(64):
+                if (h >> b) & 1:
+                    for l in range(_LANES):
+                        m1[l] = mx[f, h, l] if mx[f, h, l] > m1[l] else m1[l]
+                else:
+                    for l in range(_LANES):
+                        m0[l] = mx[f, h, l] if mx[f, h, l] > m0[l] else m0[l]
+            j = 6 * f + b
+            for l in range(_LANES):
+                sc0 = m0[l] - 4.0 * x[j, l]
+                sc1 = m1[l] + 4.0 * x[j, l]
+                better0 = sc0 > best[l]
+                best[l] = sc0 if better0 else best[l]
+                best_j[l] = j if better0 else best_j[l]
+                best_bit[l] = 0 if better0 else best_bit[l]
+                best_t[l] = m0[l] if better0 else best_t[l]
+                better1 = sc1 > best[l]
+                best[l] = sc1 if better1 else best[l]
+                best_j[l] = j if better1 else best_j[l]
+                best_bit[l] = 1 if better1 else best_bit[l]
+                best_t[l] = m1[l] if better1 else best_t[l]
+    for l in range(L):
+        j = best_j[l]
+        if j >= 0:
+            f = j // 6
+            b = j - 6 * f
+            target = best_t[l]
+            found = -1
+            for h in range(64):
+                if ((h >> b) & 1) == best_bit[l] and found < 0:
+                    for r in range(64):
+                        m = field_msgs[f, h, r]
+                        if tm[m, l] == target:
+                            found = m
+                            break
+            best_idx[l] = 98256 + 24 * found + j
+    for l in range(L):
+        out[l] = best_idx[l]
+
+
+@numba.njit(parallel=True, cache=True)
+def _quantize_kernel(x, par_lo, par_hi, octad_pos, pair_rank, field_msgs, out):
+    n = x.shape[0]
+    nblocks = (n + _LANES - 1) // _LANES
+    nchunks = min(nblocks, 4 * numba.get_num_threads())
+    for chunk in numba.prange(nchunks):
+        # scratch allocated once per chunk: T of all 4,096 codewords and the per-field maxima
+        tm = np.empty((4096, _LANES))
+        mx = np.empty((4, 64, _LANES))
+        for blk in range(chunk * nblocks // nchunks, (chunk + 1) * nblocks // nchunks):
+            s = blk * _LANES
+            e = min(s + _LANES, n)
+            _search_block(x[s:e], par_lo, par_hi, octad_pos, pair_rank, field_msgs, out[s:e], tm, mx)
+
+
+def quantize(x) -> np.ndarray:
+    """Exact spherical Leech quantization: float vectors [*shape, 24] → int64 indices [*shape].
+
+    Each index names the minimal vector with the largest cosine to x (the brute-force maximum of ⟨x, v⟩; ties
+    broken deterministically, see the module docstring). Raises ValueError on a wrong shape or non-finite values.
+    """
+    x = np.asarray(x)
+    if x.ndim < 1 or x.shape[-1] != DIM:
+        raise ValueError(f"expected vectors of shape [..., {DIM}], got {x.shape}")
+    if x.dtype.kind not in "fiu":
+        raise ValueError(f"expected a real-valued array, got dtype {x.dtype}")
+    flat = np.ascontiguousarray(x.reshape(-1, DIM), dtype=np.float64)
+    if not np.isfinite(flat).all():
+        raise ValueError("input contains NaN or ±Inf")
+    out = np.empty(flat.shape[0], np.int64)
+    if flat.shape[0]:
+        _quantize_kernel(flat, _PAR_LO, _PAR_HI, _OCTAD_POS, _PAIR_RANK, _FIELD_MSGS, out)
+    return out.reshape(x.shape[:-1])
+
+
+def quantize_brute_force(x, chunk: int = 4096) -> np.ndarray:
+    """Reference search: float32 matmul against the full table + argmax (first maximum). For tests and benchmarks."""
+    x = np.asarray(x, dtype=np.float32).reshape(-1, DIM)
+    table = codebook().astype(np.float32)
+    out = np.empty(x.shape[0], np.int64)
+    for s in range(0, x.shape[0], chunk):
+        out[s:s + chunk] = np.argmax(x[s:s + chunk] @ table.T, axis=1)
+    return out

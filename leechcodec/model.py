@@ -1,0 +1,144 @@
+"""The Λ24-SQ autoencoder: analysis and synthesis transforms around the Leech quantizer, and its config.
+
+Shapes (Ballé names): x [B, 3, H, W] float32 in [0, 1] (H, W multiples of ``stride``) → g_a → y [B, 24·G, H/s, W/s]
+→ quantizer → y_hat (unit code vectors) and indices [B, G, H/s, W/s] int64 → g_s → x_hat [B, 3, H, W].
+
+Rate control by ordered token groups: the model is trained with a random number k of leading groups kept and the
+others set to zero, so decoding the first k groups of one model gives k rate points (progressive decoding). Quality
+level q of a model uses ``groups_for_quality[q-1]`` groups.
+
+Layers come from compressai (``ResidualBlock``, ``conv3x3``, ``subpel_conv3x3``); down-sampling is pixel-unshuffle
+followed by a 3×3 conv, which costs far less on a CPU than 5×5 strided convolutions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from compressai.layers import ResidualBlock, conv3x3, subpel_conv3x3
+from torch import nn
+
+from leechcodec.quantizer import DIM, BSQQuantizer, LeechQuantizer
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network; saved with the weights."""
+
+    stride: int = 16  # 8 or 16
+    groups: int = 12  # G: 24-d tokens per latent position
+    widths: tuple[int, ...] = (48, 96, 128, 192)  # channels at strides 2, 4, 8, 16
+    quantizer: str = "leech"  # "leech" or "bsq"
+    groups_for_quality: tuple[int, ...] = field(default=(1, 2, 3, 4, 6, 8, 10, 12))
+
+    def __post_init__(self):
+        if self.stride not in (8, 16):
+            raise ValueError(f"stride must be 8 or 16, got {self.stride}")
+        levels = int(math.log2(self.stride))
+        if len(self.widths) != levels:
+            raise ValueError(f"stride {self.stride} needs {levels} widths, got {len(self.widths)}")
+        if self.quantizer not in ("leech", "bsq"):
+            raise ValueError(f"quantizer must be 'leech' or 'bsq', got {self.quantizer!r}")
+        if not all(1 <= k <= self.groups for k in self.groups_for_quality):
+            raise ValueError("groups_for_quality must lie in 1..groups")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        d = dict(d)
+        d["widths"] = tuple(d["widths"])
+        d["groups_for_quality"] = tuple(d["groups_for_quality"])
+        return cls(**d)
+
+
+def _analysis(cfg: ModelConfig) -> nn.Sequential:
+    w = cfg.widths
+    layers: list[nn.Module] = [nn.PixelUnshuffle(2), conv3x3(12, w[0]), ResidualBlock(w[0], w[0])]
+    for a, b in zip(w[:-1], w[1:]):
+        layers += [nn.PixelUnshuffle(2), conv3x3(4 * a, b), nn.LeakyReLU(inplace=True), ResidualBlock(b, b)]
+    layers += [ResidualBlock(w[-1], w[-1]), conv3x3(w[-1], DIM * cfg.groups)]
+    return nn.Sequential(*layers)
+
+
+def _synthesis(cfg: ModelConfig) -> nn.Sequential:
+    w = cfg.widths[::-1]
+    layers: list[nn.Module] = [conv3x3(DIM * cfg.groups, w[0]), ResidualBlock(w[0], w[0]), ResidualBlock(w[0], w[0])]
+    for a, b in zip(w[:-1], w[1:]):
+        layers += [subpel_conv3x3(a, b, 2), nn.LeakyReLU(inplace=True), ResidualBlock(b, b)]
+    layers += [subpel_conv3x3(w[-1], 3, 2)]
+    return nn.Sequential(*layers)
+
+
+class LeechAutoencoder(nn.Module):
+    """g_a → (standardize, project to the sphere, quantize) → g_s, with ordered token groups."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.g_a = _analysis(cfg)
+        # Per-channel standardization of the latent before the projection to the sphere: keeps the 24-d directions
+        # spread over the codebook instead of collapsing onto a few points (running statistics at inference).
+        self.standardize = nn.BatchNorm2d(DIM * cfg.groups, affine=False)
+        self.g_s = _synthesis(cfg)
+        self.quantizer = LeechQuantizer() if cfg.quantizer == "leech" else BSQQuantizer()
+
+    @property
+    def stride(self) -> int:
+        return self.cfg.stride
+
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, 3, H, W] in [0, 1] → standardized latent y [B, 24·G, H/s, W/s]."""
+        return self.standardize(self.g_a(x - 0.5))
+
+    def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """y_hat [B, 24·G, h, w] (absent groups zero) → x_hat [B, 3, 16h, 16w] (not clamped)."""
+        return self.g_s(y_hat) + 0.5
+
+    def group_mask(self, keep: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """keep [B] int (groups kept per sample) → float mask [B, 24·G, 1, 1] (1 for kept channels)."""
+        g = torch.arange(self.cfg.groups, device=keep.device)
+        mask = (g[None, :] < keep[:, None]).float()
+        return mask.repeat_interleave(DIM, dim=1)[:, :, None, None]
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, blend: float = 1.0) -> dict:
+        """Training pass. keep [B]: groups kept per sample (default all); blend in [0, 1] mixes the straight-through
+        code vectors with the unquantized unit vectors (warm-up)."""
+        y = self.analysis(x)
+        y_hat, indices = self.quantizer(y)
+        if blend < 1.0:
+            z = _unit(y)
+            y_hat = z + blend * (y_hat - z)
+        if keep is not None:
+            y_hat = y_hat * self.group_mask(keep, *y.shape[2:])
+        return {"x_hat": self.synthesis(y_hat), "indices": indices}
+
+    # ---------------------------------------------------------------------------------------- inference API
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, groups: int | None = None) -> torch.Tensor:
+        """x [1, 3, H, W] float32 in [0, 1], H and W multiples of the stride → indices [1, k, H/s, W/s] int64 (CPU).
+
+        Quantization always runs on the CPU with the exact structured search, so the indices do not depend on the
+        device that ran g_a beyond the float values of y."""
+        k = self.cfg.groups if groups is None else groups
+        y = self.analysis(x)[:, : DIM * k].float().cpu()
+        _, indices = self.quantizer(y)
+        return indices
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """indices [1, k, h, w] → x_hat [1, 3, s·h, s·w] float32 in [0, 1] (on the model's device)."""
+        b, k, h, w = indices.shape
+        device = next(self.parameters()).device
+        y_hat = torch.zeros(b, DIM * self.cfg.groups, h, w, device=device)
+        y_hat[:, : DIM * k] = self.quantizer.indices_to_codes(indices.cpu()).to(device)
+        return self.synthesis(y_hat).clamp(0, 1)
+
+
+def _unit(y: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = y.shape
+    v = y.float().reshape(b, c // DIM, DIM, h, w)
+    return (v / v.norm(dim=2, keepdim=True).clamp_min(1e-12)).reshape(b, c, h, w)

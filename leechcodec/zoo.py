@@ -1,0 +1,121 @@
+"""The model registry: shipped weights in ``models/``, their hashes, and loading.
+
+A weights file is ``models/<id>-<sha8>.pt`` where sha8 is the first 8 hex digits of the SHA-256 of the file's bytes;
+it loads with ``torch.load(weights_only=True)`` and holds the config, the state dict, the frozen entropy tables and
+training metadata. ``models/zoo.json`` lists the shipped models (id, file, Kodak numbers) and names the default.
+The models folder is ``$LEECHCODEC_MODELS`` if set, else ``models/`` next to the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from leechcodec import lattice
+from leechcodec.entropy import StaticPrior
+from leechcodec.model import LeechAutoencoder, ModelConfig
+
+WEIGHTS_FORMAT = 1
+
+
+class ModelError(ValueError):
+    """A model cannot be found, or its weights file is not what it claims to be."""
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("LEECHCODEC_MODELS", Path(__file__).resolve().parents[1] / "models"))
+
+
+def _registry() -> dict:
+    path = models_dir() / "zoo.json"
+    if not path.exists():
+        raise ModelError(f"no model registry at {path}")
+    return json.loads(path.read_text())
+
+
+def list_models() -> list[dict]:
+    """The shipped models: [{"id", "file", "qualities", "default_quality", "kodak", ...}, ...]."""
+    reg = _registry()
+    return [dict(m, id=k, default=(k == reg["default"])) for k, m in reg["models"].items()]
+
+
+def default_model_id() -> str:
+    return _registry()["default"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready-to-use model: network (eval mode), frozen prior, and identity."""
+
+    model_id: str
+    weights_hash: bytes  # first 8 bytes of the SHA-256 of the weights file
+    net: LeechAutoencoder
+    prior: StaticPrior
+    meta: dict
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.net.cfg
+
+    @property
+    def qualities(self) -> int:
+        return len(self.config.groups_for_quality)
+
+    def groups_for(self, quality: int | None) -> int:
+        n = self.qualities
+        if quality is None:
+            quality = self.meta.get("default_quality", n)
+        if not isinstance(quality, int) or not 1 <= quality <= n:
+            raise ValueError(f"unknown quality {quality!r} for model {self.model_id}: valid qualities are 1..{n}")
+        return self.config.groups_for_quality[quality - 1]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load and verify one weights file (hash in the name, format, codebook) → LoadedModel."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file {path} not found")
+    digest = file_sha256(path)
+    stem = path.stem
+    if "-" not in stem or not digest.startswith(stem.rsplit("-", 1)[1]):
+        raise ModelError(f"weights file {path.name} does not match the hash in its name (tampered or truncated)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = ModelConfig.from_dict(blob["config"])
+        if blob["format"] != WEIGHTS_FORMAT:
+            raise ModelError(f"weights file {path.name} has unsupported format {blob['format']}")
+        if cfg.quantizer == "leech" and blob["codebook_sha256"] != lattice.CODEBOOK_SHA256:
+            raise ModelError(f"weights file {path.name} was made for another Leech index order")
+        net = LeechAutoencoder(cfg)
+        net.load_state_dict(blob["state_dict"])
+        prior = StaticPrior(blob["prior_freqs"].numpy().view(np.uint16))
+    except ModelError:
+        raise
+    except Exception as e:  # any unpickling or shape problem means a broken file
+        raise ModelError(f"weights file {path.name} is unreadable ({type(e).__name__}: {e})") from None
+    net.eval().to(device)
+    return LoadedModel(blob["model_id"], bytes.fromhex(digest[:16]), net, prior, dict(blob.get("meta", {})))
+
+
+@lru_cache(maxsize=8)
+def _load_cached(model_id: str, device: str) -> LoadedModel:
+    reg = _registry()["models"]
+    if model_id not in reg:
+        raise ValueError(f"unknown model {model_id!r}: valid models are {', '.join(sorted(reg))}")
+    return load_weights_file(models_dir() / reg[model_id]["file"], device)
+
+
+def load_model(model_id: str | None = None, device: str = "cpu") -> LoadedModel:
+    """A shipped model by id (default: the registry's default), verified and cached per device."""
+    return _load_cached(model_id or default_model_id(), str(device))
