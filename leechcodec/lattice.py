@@ -415,10 +415,10 @@ def _search_block(xb, par_lo, par_hi, octad_pos, pair_rank, field_msgs, out, tm,
 
 
 @numba.njit(parallel=True, cache=True)
-def _quantize_kernel(x, par_lo, par_hi, octad_pos, pair_rank, field_msgs, out):
+def _quantize_kernel(x, par_lo, par_hi, octad_pos, pair_rank, field_msgs, nthreads, out):
     n = x.shape[0]
     nblocks = (n + _LANES - 1) // _LANES
-    nchunks = min(nblocks, 4 * numba.get_num_threads())
+    nchunks = min(nblocks, 4 * nthreads)
     for chunk in numba.prange(nchunks):
         # scratch allocated once per chunk: T of all 4,096 codewords and the per-field maxima
         tm = np.empty((4096, _LANES))
@@ -445,7 +445,7 @@ def quantize(x) -> np.ndarray:
         raise ValueError("input contains NaN or ±Inf")
     out = np.empty(flat.shape[0], np.int64)
     if flat.shape[0]:
-        _quantize_kernel(flat, _PAR_LO, _PAR_HI, _OCTAD_POS, _PAIR_RANK, _FIELD_MSGS, out)
+        _quantize_kernel(flat, _PAR_LO, _PAR_HI, _OCTAD_POS, _PAIR_RANK, _FIELD_MSGS, numba.get_num_threads(), out)
     return out.reshape(x.shape[:-1])
 
 
