@@ -8,7 +8,7 @@ differentiable through the arg-max quantizer; the prior is fitted afterwards by 
 
 The shipped default model came from (2-core AVX2 CPU, fp32):
 
-    bin/train.py --out runs/l16g8 --steps 10000 --groups 8 --widths 32,64,96,128 --batch 8 --crop 128 --seed 0
+    bin/train.py --out runs/l16g8 --steps 7000 --groups 8 --widths 32,64,96,128 --batch 8 --crop 128 --seed 0
     bin/export_model.py runs/l16g8/checkpoint.pt --id leech-s16g8
 
 Progress goes to stdout and ``<out>/log.csv``; ``<out>/checkpoint.pt`` is written every ``--ckpt-every`` steps and

@@ -156,6 +156,39 @@ def models(as_json: bool) -> None:
                            f"{r['ms_ssim']:.4f}")
 
 
+@main.command("eval", context_settings=CONTEXT)
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("-q", "--quality", "qualities", default="all", show_default=True,
+              help="'all' or a comma list of quality levels, e.g. 1,3,5")
+@click.option("-m", "--model", "model_id", default=None, help="model id (default: the shipped default)")
+@click.option("--compare", default="jpeg,webp,avif,jxl", show_default=True,
+              help="classic codecs measured live ('' for none); missing plugins are skipped with a warning")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="write CompressAI-style JSON here")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="write per-image and mean rows here")
+@click.option("--plot", "plot_out", type=click.Path(path_type=Path), help="write RD plots (PNG) here")
+@click.option("--log-rate", is_flag=True, help="logarithmic bpp axis in the plot")
+@click.option("--update-registry", is_flag=True, help="store the measured means in models/zoo.json")
+@DEVICE_OPTION
+def eval_command(dataset: Path, qualities: str, model_id: str | None, compare: str, json_out: Path | None,
+                 csv_out: Path | None, plot_out: Path | None, log_rate: bool, update_registry: bool,
+                 device: str) -> None:
+    """Rate–distortion of leechcodec (real files) beside classic codecs, with BD-rates and plots."""
+    from leechcodec import evaluate, zoo
+
+    try:
+        model = zoo.load_model(model_id, _device(device))
+        n = model.qualities
+        qs = list(range(1, n + 1)) if qualities == "all" else [int(q) for q in qualities.split(",") if q]
+        for q in qs:
+            model.groups_for(q)
+        codecs = [c.strip() for c in compare.split(",") if c.strip()]
+        result = evaluate.run(dataset, model, qs, codecs, json_out, csv_out, plot_out, log_rate, echo=click.echo)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if update_registry:
+        zoo.record_kodak(model.model_id, result)
+
+
 def run() -> None:
     """Entry point that keeps Ctrl-C clean."""
     try:

@@ -119,3 +119,17 @@ def _load_cached(model_id: str, device: str) -> LoadedModel:
 def load_model(model_id: str | None = None, device: str = "cpu") -> LoadedModel:
     """A shipped model by id (default: the registry's default), verified and cached per device."""
     return _load_cached(model_id or default_model_id(), str(device))
+
+
+def record_kodak(model_id: str, result: dict) -> None:
+    """Store an evaluation's per-quality means (from ``evaluate.run``) in the registry entry of a model."""
+    path = models_dir() / "zoo.json"
+    reg = json.loads(path.read_text())
+    entry = reg["models"][model_id]
+    r = result["results"]
+    entry["kodak"] = sorted(({"quality": q, "groups": entry["groups_for_quality"][q - 1], "bpp": round(b, 4),
+                              "psnr": round(p, 3), "ms_ssim": round(s, 4)}
+                             for q, b, p, s in zip(r["quality"], r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"])),
+                            key=lambda e: e["quality"])
+    entry["kodak_images"] = result["images"]
+    path.write_text(json.dumps(reg, indent=2) + "\n")

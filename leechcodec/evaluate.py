@@ -1,0 +1,273 @@
+"""Rate–distortion evaluation: leechcodec and classic codecs on a folder of images, through real files.
+
+Every leechcodec point is measured through a real .lsq file (encode → write → read → decode); classic codecs
+through Pillow (JPEG, WebP, AVIF 4:4:4; JPEG XL when a Pillow plugin is installed) at a sweep of qualities. Results:
+per-image rows and per-quality means (bpp from file sizes, PSNR-RGB, MS-SSIM, encode/decode seconds), JSON in
+CompressAI's schema, CSV, BD-rate tables and RD plots with the published anchors (``data/kodak_anchors.csv``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, features
+
+from leechcodec.codec import decode_indices, encode_image, parse
+from leechcodec.imageio import ImageError, read_image
+from leechcodec.metrics import bd_rate, ms_ssim, psnr
+from leechcodec.zoo import LoadedModel
+
+ANCHORS = Path(__file__).with_name("data") / "kodak_anchors.csv"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm"}
+
+# Quality sweeps for the classic codecs (Pillow's quality parameter).
+CLASSIC_QUALITIES = {"jpeg": [5, 10, 20, 30, 50, 70, 90], "webp": [5, 10, 20, 30, 50, 70, 90],
+                     "avif": [10, 20, 30, 45, 60, 75, 90], "jxl": [10, 30, 50, 70, 90]}
+
+
+@dataclass
+class Row:
+    """One image coded at one setting."""
+
+    codec: str
+    quality: int
+    image: str
+    bpp: float
+    psnr: float
+    ms_ssim: float
+    encoding_time: float
+    decoding_time: float
+
+
+@dataclass
+class Curve:
+    """Per-quality means of one codec (sorted by rate)."""
+
+    name: str
+    description: str
+    quality: list[int]
+    bpp: list[float]
+    psnr: list[float]
+    ms_ssim: list[float]
+    encoding_time: list[float]
+    decoding_time: list[float]
+
+    def compressai_json(self) -> dict:
+        return {"name": self.name, "description": self.description,
+                "results": {"quality": self.quality, "bpp": self.bpp, "psnr-rgb": self.psnr,
+                            "ms-ssim-rgb": self.ms_ssim, "encoding_time": self.encoding_time,
+                            "decoding_time": self.decoding_time}}
+
+
+def find_images(folder: Path) -> list[tuple[str, np.ndarray]]:
+    """Readable images in a folder (sorted by name); other files are skipped with a warning."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder")
+    images = []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir() or path.name.startswith("."):
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.name != "SHA256SUMS":
+                warnings.warn(f"skipping {path.name} (not an image file)", stacklevel=2)
+            continue
+        try:
+            images.append((path.name, read_image(path)))
+        except ImageError as e:
+            warnings.warn(f"skipping {path.name} ({e})", stacklevel=2)
+    if not images:
+        raise ValueError(f"no readable images in {folder}")
+    return images
+
+
+def _measure(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float]:
+    return psnr(original, decoded), ms_ssim(original, decoded)
+
+
+def eval_leechcodec(model: LoadedModel, images, qualities: list[int], workdir: Path, progress=None) -> list[Row]:
+    rows = []
+    for q in qualities:
+        for name, rgb in images:
+            t0 = time.perf_counter()
+            enc = encode_image(model, rgb, q)
+            path = workdir / f"{Path(name).stem}-q{q}.lsq"
+            path.write_bytes(enc.data)
+            t1 = time.perf_counter()
+            data = path.read_bytes()
+            header, m, indices = parse(data, str(next(model.net.parameters()).device))
+            decoded = decode_indices(m, indices, header.height, header.width)
+            t2 = time.perf_counter()
+            p, s = _measure(rgb, decoded)
+            rows.append(Row(f"leechcodec {model.model_id}", q, name, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]),
+                            p, s, t1 - t0, t2 - t1))
+            if progress:
+                progress()
+    return rows
+
+
+def classic_available(codec: str) -> bool:
+    if codec == "jxl":
+        try:
+            import pillow_jxl  # noqa: F401
+            return True
+        except ImportError:
+            return False
+    return features.check({"jpeg": "jpg", "webp": "webp", "avif": "avif"}[codec])
+
+
+def eval_classic(codec: str, images, progress=None) -> list[Row]:
+    fmt = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "jxl": "JXL"}[codec]
+    extra = {"avif": {"subsampling": "4:4:4"}, "jpeg": {"subsampling": "4:2:0"}}.get(codec, {})
+    rows = []
+    for q in CLASSIC_QUALITIES[codec]:
+        for name, rgb in images:
+            img = Image.fromarray(rgb, "RGB")
+            buf = io.BytesIO()
+            t0 = time.perf_counter()
+            img.save(buf, format=fmt, quality=q, **extra)
+            t1 = time.perf_counter()
+            data = buf.getvalue()
+            decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            t2 = time.perf_counter()
+            p, s = _measure(rgb, decoded)
+            rows.append(Row(codec, q, name, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]), p, s, t1 - t0, t2 - t1))
+            if progress:
+                progress()
+    return rows
+
+
+def curves_from_rows(rows: list[Row], descriptions: dict[str, str]) -> list[Curve]:
+    curves = []
+    for codec in dict.fromkeys(r.codec for r in rows):
+        qs = sorted({r.quality for r in rows if r.codec == codec})
+        means = {q: [r for r in rows if r.codec == codec and r.quality == q] for q in qs}
+
+        def avg(q, f):
+            vals = [getattr(r, f) for r in means[q]]
+            vals = [v for v in vals if not math.isnan(v)]
+            return float(np.mean(vals)) if vals else math.nan
+
+        order = sorted(qs, key=lambda q: avg(q, "bpp"))
+        curves.append(Curve(codec, descriptions.get(codec, ""), order, *[[avg(q, f) for q in order] for f in
+                                                                         ("bpp", "psnr", "ms_ssim", "encoding_time",
+                                                                          "decoding_time")]))
+    return curves
+
+
+def load_anchors() -> list[Curve]:
+    groups: dict[str, list[dict]] = {}
+    with open(ANCHORS) as f:
+        for r in csv.DictReader(f):
+            groups.setdefault(r["method"], []).append(r)
+    curves = []
+    for name, rs in groups.items():
+        rs.sort(key=lambda r: float(r["bpp"]))
+        nan = math.nan
+        curves.append(Curve(name, f"published: {rs[0]['source']}", [int(r["quality"]) for r in rs],
+                            [float(r["bpp"]) for r in rs], [float(r["psnr"]) for r in rs],
+                            [float(r["ms_ssim"]) if r["ms_ssim"] else nan for r in rs], [nan] * len(rs),
+                            [nan] * len(rs)))
+    return curves
+
+
+def bd_table(ours: list[Curve], others: list[Curve]) -> list[dict]:
+    """BD-rate (PSNR) of each of our curves against every other curve."""
+    return [{"curve": a.name, "reference": b.name, "bd_rate_percent": bd_rate(b.bpp, b.psnr, a.bpp, a.psnr)}
+            for a in ours for b in others]
+
+
+def plot(curves: list[Curve], anchors: list[Curve], path: Path, log_rate: bool = False) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for ax, metric, label in ((axes[0], "psnr", "PSNR-RGB [dB]"), (axes[1], "ms_ssim", "MS-SSIM")):
+        for c in anchors:
+            ax.plot(c.bpp, getattr(c, metric), "--", marker=".", lw=1, alpha=0.7, label=c.name)
+        for c in curves:
+            style = "-o" if c.name.startswith("leechcodec") else "-s"
+            ax.plot(c.bpp, getattr(c, metric), style, lw=2 if c.name.startswith("leechcodec") else 1.2,
+                    ms=4, label=f"{c.name} (measured)")
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.set_xlim(0.02 if log_rate else 0, 1.2)
+        if log_rate:
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(20, 38)
+    axes[1].set_ylim(0.8, 1.0)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[str], json_out: Path | None,
+        csv_out: Path | None, plot_out: Path | None, log_rate: bool = False, echo=print) -> dict:
+    """The whole evaluation; returns the JSON-able result."""
+    from tqdm import tqdm
+
+    images = find_images(folder)
+    codecs = []
+    for c in compare:
+        if c not in CLASSIC_QUALITIES:
+            raise ValueError(f"unknown codec {c!r}: valid are {', '.join(CLASSIC_QUALITIES)}")
+        if classic_available(c):
+            codecs.append(c)
+        else:
+            warnings.warn(f"skipping {c}: no Pillow support for it is installed", stacklevel=2)
+    total = len(images) * (len(qualities) + sum(len(CLASSIC_QUALITIES[c]) for c in codecs))
+    bar = tqdm(total=total, desc="eval", unit="img", leave=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = eval_leechcodec(model, images, qualities, Path(tmp), bar.update)
+    for c in codecs:
+        rows += eval_classic(c, images, bar.update)
+    bar.close()
+    ours_name = f"leechcodec {model.model_id}"
+    desc = {ours_name: f"Λ24-SQ, stride {model.config.stride}, real .lsq files",
+            "jpeg": "Pillow JPEG 4:2:0", "webp": "Pillow WebP", "avif": "Pillow AVIF 4:4:4", "jxl": "JPEG XL"}
+    curves = curves_from_rows(rows, desc)
+    anchors = load_anchors()
+    ours = [c for c in curves if c.name == ours_name]
+    table = bd_table(ours, [c for c in curves if c.name != ours_name] + anchors)
+    result = ours[0].compressai_json() | {
+        "images": len(images), "dataset": str(folder),
+        "comparisons": [c.compressai_json() for c in curves if c.name != ours_name],
+        "bd_rate": table, "per_image": [asdict(r) for r in rows]}
+    echo(f"{'codec':<28} {'q':>3} {'bpp':>8} {'PSNR':>8} {'MS-SSIM':>8} {'enc s':>7} {'dec s':>7}")
+    for c in curves:
+        for i, q in enumerate(c.quality):
+            echo(f"{c.name:<28} {q:>3} {c.bpp[i]:8.4f} {c.psnr[i]:8.3f} {c.ms_ssim[i]:8.4f} "
+                 f"{c.encoding_time[i]:7.3f} {c.decoding_time[i]:7.3f}")
+    echo("\nBD-rate (PSNR) of leechcodec against each curve (negative = fewer bits for the same PSNR):")
+    for t in table:
+        v = t["bd_rate_percent"]
+        echo(f"  vs {t['reference']:<45} {'n/a (no overlap)' if math.isnan(v) else f'{v:+.1f}%'}")
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
+    if csv_out:
+        with open(csv_out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["codec", "quality", "image", "bpp", "psnr", "ms_ssim", "encoding_time", "decoding_time"])
+            for r in rows:
+                w.writerow([r.codec, r.quality, r.image, f"{r.bpp:.6f}", f"{r.psnr:.4f}", f"{r.ms_ssim:.6f}",
+                            f"{r.encoding_time:.4f}", f"{r.decoding_time:.4f}"])
+            for c in curves:
+                for i, q in enumerate(c.quality):
+                    w.writerow([c.name, q, "MEAN", f"{c.bpp[i]:.6f}", f"{c.psnr[i]:.4f}", f"{c.ms_ssim[i]:.6f}",
+                                f"{c.encoding_time[i]:.4f}", f"{c.decoding_time[i]:.4f}"])
+    if plot_out:
+        plot(curves, anchors, plot_out, log_rate)
+    return result

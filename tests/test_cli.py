@@ -1,0 +1,99 @@
+"""The command line through click's CliRunner: help, version, encode/decode, refusals and clean errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from leechcodec import __version__
+from leechcodec.cli import main
+
+
+@pytest.fixture()
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture()
+def png(tmp_path, photo):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    return path
+
+
+def test_help_and_version(runner):
+    r = runner.invoke(main, ["-h"])
+    assert r.exit_code == 0 and "encode" in r.output and "decode" in r.output and "eval" in r.output
+    r = runner.invoke(main, ["--version"])
+    assert r.exit_code == 0 and __version__ in r.output
+    for cmd in ("encode", "decode", "info", "models", "eval"):
+        assert runner.invoke(main, [cmd, "--help"]).exit_code == 0
+
+
+def test_encode_decode_info(runner, png, photo):
+    r = runner.invoke(main, ["encode", str(png), "-q", "2"])
+    assert r.exit_code == 0, r.output
+    lsq = png.with_suffix(".lsq")
+    assert lsq.exists() and "bpp" in r.output
+    bpp = float(r.output.split(" bpp")[0].split()[-1])
+    assert bpp == pytest.approx(8 * lsq.stat().st_size / (photo.shape[0] * photo.shape[1]), abs=1e-4)
+    out = png.with_name("out.png")
+    r = runner.invoke(main, ["decode", str(lsq), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert Image.open(out).size == (photo.shape[1], photo.shape[0])
+    r = runner.invoke(main, ["info", str(lsq)])
+    assert r.exit_code == 0 and "model_id" in r.output and f"height: {photo.shape[0]}" in r.output
+
+
+def test_overwrite_refused_without_force(runner, png):
+    assert runner.invoke(main, ["encode", str(png)]).exit_code == 0
+    lsq = png.with_suffix(".lsq")
+    before = lsq.read_bytes()
+    r = runner.invoke(main, ["encode", str(png), "-q", "1"])
+    assert r.exit_code != 0 and "exists" in r.output and "Traceback" not in r.output
+    assert lsq.read_bytes() == before
+    assert runner.invoke(main, ["encode", str(png), "-q", "1", "-f"]).exit_code == 0
+    assert lsq.read_bytes() != before
+
+
+def test_corrupt_and_missing_inputs_give_one_line_errors(runner, png, tmp_path):
+    assert runner.invoke(main, ["encode", str(png)]).exit_code == 0
+    lsq = png.with_suffix(".lsq")
+    data = lsq.read_bytes()
+    cases = {"cut.lsq": data[: len(data) // 2], "flip.lsq": data[:20] + bytes([data[20] ^ 1]) + data[21:],
+             "magic.lsq": b"XXXX" + data[4:], "empty.lsq": b""}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        out = tmp_path / (name + ".png")
+        r = runner.invoke(main, ["decode", str(tmp_path / name), "-o", str(out)])
+        assert r.exit_code == 1, (name, r.output)
+        assert r.output.startswith("leechcodec: error:") and "Traceback" not in r.output
+        assert not out.exists()
+    for args in (["decode", str(tmp_path / "missing.lsq")], ["encode", str(tmp_path / "missing.png")],
+                 ["encode", str(tmp_path)], ["info", str(tmp_path / "magic.lsq")]):
+        r = runner.invoke(main, args)
+        assert r.exit_code == 1 and r.output.startswith("leechcodec: error:"), (args, r.output)
+
+
+def test_non_image_and_bad_quality(runner, tmp_path, png):
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello")
+    r = runner.invoke(main, ["encode", str(txt)])
+    assert r.exit_code == 1 and "not an image" in r.output and not txt.with_suffix(".lsq").exists()
+    r = runner.invoke(main, ["encode", str(png), "-q", "42"])
+    assert r.exit_code == 1 and "valid qualities" in r.output and not png.with_suffix(".lsq").exists()
+
+
+def test_models_lists_the_default(runner):
+    r = runner.invoke(main, ["models"])
+    assert r.exit_code == 0 and "(default)" in r.output
+
+
+def test_decompression_bomb_refused(runner, tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(path)
+    monkeypatch.setenv("LEECHCODEC_MAX_PIXELS", "10000")
+    r = runner.invoke(main, ["encode", str(path)])
+    assert r.exit_code == 1 and "limit" in r.output
