@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--groups", type=int, default=8)
     p.add_argument("--widths", type=str, default="32,64,96,128")
     p.add_argument("--quantizer", choices=["leech", "bsq"], default="leech")
+    p.add_argument("--min-keep", type=int, default=1, help="fewest token groups kept in a training sample")
     p.add_argument("--blend-steps", type=int, default=500, help="steps over which quantization is blended in")
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--val-every", type=int, default=1000)
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr)
         x = random_batch(train_imgs, args.batch, args.crop, rng).to(device)
-        keep = torch.randint(1, cfg.groups + 1, (args.batch,), device=device)
+        keep = torch.randint(args.min_keep, cfg.groups + 1, (args.batch,), device=device)
         blend = min(1.0, step / args.blend_steps) if args.blend_steps else 1.0
         out = model(x, keep=keep, blend=blend)
         mse = ((out["x_hat"] - x) ** 2).mean(dim=(1, 2, 3))

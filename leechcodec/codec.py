@@ -36,7 +36,7 @@ class Encoded:
 
 def _to_tensor(rgb: np.ndarray, stride: int, device: str | torch.device) -> torch.Tensor:
     """uint8 [H, W, 3] → float [1, 3, H', W'] in [0, 1], padded (edge replication) to multiples of the stride."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
+    x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255)
     h, w = rgb.shape[:2]
     ph, pw = -h % stride, -w % stride
     if ph or pw:
@@ -80,6 +80,10 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
     h, w = -(-header.height // s), -(-header.width // s)
     if header.groups > model.config.groups or header.symbols != header.groups * h * w:
         raise bitstream.FormatError("corrupt header (symbol count does not match the image size)")
+    # Under the static prior no symbol costs less than −log2(max p): a payload shorter than that cannot hold the
+    # declared image. Checked before anything of the image's size is allocated.
+    if 32 * header.words + 64 < model.prior.min_bits(header.groups, h * w):
+        raise bitstream.FormatError("corrupt file (payload too short for the declared image size)")
     return header, model, model.prior.decode(words, header.groups, h, w)
 
 

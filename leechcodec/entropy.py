@@ -64,6 +64,10 @@ class StaticPrior:
         """−Σ log2 p(index) of indices [k, h, w] under the prior (the ideal code length)."""
         return float(sum(-np.log2(self.probabilities(g)[indices[g]]).sum() for g in range(indices.shape[0])))
 
+    def min_bits(self, k: int, n: int) -> float:
+        """A lower bound on the code length of n symbols in each of the first k groups."""
+        return float(sum(n * -np.log2(self.probabilities(g).max()) for g in range(k)))
+
     def encode(self, indices: np.ndarray) -> np.ndarray:
         """indices [k, h, w] (k ≤ G) → uint32 words."""
         if indices.ndim != 3 or indices.shape[0] > self.groups:

@@ -124,7 +124,7 @@ class LeechAutoencoder(nn.Module):
         Quantization always runs on the CPU with the exact structured search, so the indices do not depend on the
         device that ran g_a beyond the float values of y."""
         k = self.cfg.groups if groups is None else groups
-        y = self.analysis(x)[:, : DIM * k].float().cpu()
+        y = tiled(self.analysis, x, 1 / self.stride, ENCODE_TILE, ENCODE_MARGIN)[:, : DIM * k].float().cpu()
         _, indices = self.quantizer(y)
         return indices
 
@@ -135,7 +135,35 @@ class LeechAutoencoder(nn.Module):
         device = next(self.parameters()).device
         y_hat = torch.zeros(b, DIM * self.cfg.groups, h, w, device=device)
         y_hat[:, : DIM * k] = self.quantizer.indices_to_codes(indices.cpu()).to(device)
-        return self.synthesis(y_hat).clamp(0, 1)
+        return tiled(self.synthesis, y_hat, self.stride, DECODE_TILE, DECODE_MARGIN).clamp(0, 1)
+
+
+# Large images are transformed in overlapping tiles so that memory stays bounded. Margins exceed the transforms'
+# receptive fields in practice, so tile borders do not show; the tiling depends only on the image size, so every
+# machine computes the same tiles. Units: pixels for the encoder, latent positions for the decoder.
+ENCODE_TILE, ENCODE_MARGIN = 1024, 128
+DECODE_TILE, DECODE_MARGIN = 64, 8
+
+
+def tiled(fn, x: torch.Tensor, scale: float, tile: int, margin: int) -> torch.Tensor:
+    """Apply a convolutional map fn (output size = scale × input size) over overlapping tiles of x [B, C, H, W].
+
+    tile and margin are in units of x and must be multiples of 1/scale when scale < 1. Small inputs go in one piece.
+    """
+    _, _, h, w = x.shape
+    if h <= tile + 2 * margin and w <= tile + 2 * margin:
+        return fn(x)
+    rows = []
+    for y0 in range(0, h, tile):
+        cols = []
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            a, b = max(0, y0 - margin), max(0, x0 - margin)
+            out = fn(x[:, :, a:min(h, y1 + margin), b:min(w, x1 + margin)])
+            oy, ox = round((y0 - a) * scale), round((x0 - b) * scale)
+            cols.append(out[:, :, oy:oy + round((y1 - y0) * scale), ox:ox + round((x1 - x0) * scale)])
+        rows.append(torch.cat(cols, dim=3))
+    return torch.cat(rows, dim=2)
 
 
 def _unit(y: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,81 @@
+"""`leechcodec eval` end to end on two small images, and the BD-rate helper."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from leechcodec.cli import main
+from leechcodec.metrics import bd_rate
+
+
+@pytest.fixture()
+def dataset(tmp_path, photo):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    Image.fromarray(np.ascontiguousarray(photo[::-1, ::-1])).save(folder / "b.png")
+    (folder / "readme.txt").write_text("not an image")
+    return folder
+
+
+def test_eval_command_writes_json_csv_and_plot(dataset, tmp_path):
+    out = {k: tmp_path / f"r.{k}" for k in ("json", "csv", "png")}
+    r = CliRunner().invoke(main, ["eval", str(dataset), "-q", "2", "--compare", "jpeg", "--json", str(out["json"]),
+                                  "--csv", str(out["csv"]), "--plot", str(out["png"])])
+    assert r.exit_code == 0, r.output
+    data = json.loads(out["json"].read_text())
+    assert data["name"].startswith("leechcodec") and data["images"] == 2
+    res = data["results"]
+    assert res["quality"] == [2] and len(res["bpp"]) == 1 and res["psnr-rgb"][0] > 10
+    assert [c["name"] for c in data["comparisons"]] == ["jpeg"]
+    assert any(t["reference"] == "webp (Pillow)" for t in data["bd_rate"])
+    rows = list(csv.DictReader(out["csv"].open()))
+    ours = [r for r in rows if r["codec"].startswith("leechcodec") and r["image"] != "MEAN"]
+    assert {r["image"] for r in ours} == {"a.png", "b.png"}
+    # the mean row is the mean of the per-image rows, and bpp is the real file size
+    mean = [r for r in rows if r["codec"].startswith("leechcodec") and r["image"] == "MEAN"][0]
+    assert float(mean["bpp"]) == pytest.approx(np.mean([float(r["bpp"]) for r in ours]), rel=1e-5)
+    assert Image.open(out["png"]).size[0] > 500
+
+
+def test_eval_matches_encode_one_by_one(dataset, tmp_path):
+    import leechcodec
+    from leechcodec.metrics import psnr
+
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["eval", str(dataset), "-q", "1", "--compare", "", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    per_image = {row["image"]: row for row in json.loads(out.read_text())["per_image"]}
+    for name in ("a.png", "b.png"):
+        rgb = np.asarray(Image.open(dataset / name).convert("RGB"))
+        data = leechcodec.compress(dataset / name, quality=1)
+        dec = np.asarray(leechcodec.decompress(data))
+        assert per_image[name]["bpp"] == pytest.approx(8 * len(data) / rgb[..., 0].size, abs=1e-9)
+        assert per_image[name]["psnr"] == pytest.approx(psnr(rgb, dec), abs=1e-9)
+
+
+def test_eval_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = CliRunner().invoke(main, ["eval", str(empty), "--compare", ""])
+    assert r.exit_code == 1 and "no readable images" in r.output
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "nope"), "--compare", ""])
+    assert r.exit_code == 1 and "not a folder" in r.output
+    (empty / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    r = CliRunner().invoke(main, ["eval", str(empty), "--compare", ""])
+    assert r.exit_code == 1 and "no readable images" in r.output
+
+
+def test_bd_rate_identities():
+    rate = [0.1, 0.2, 0.4, 0.8]
+    quality = [26.0, 28.0, 30.0, 32.0]
+    assert bd_rate(rate, quality, rate, quality) == pytest.approx(0, abs=1e-9)
+    assert bd_rate(rate, quality, [r * 0.9 for r in rate], quality) == pytest.approx(-10, abs=1e-6)
+    assert math.isnan(bd_rate(rate, quality, rate, [40, 41, 42, 43]))
