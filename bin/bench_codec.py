@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Encode/decode speed and peak memory of the default model on one image, CPU.
 
-    bin/bench_codec.py [IMAGE] [-q QUALITY] [--runs 5] [--threads 0]
+    bin/bench_codec.py [IMAGE] [-q QUALITY] [--runs 5] [--threads 0] [--resize 4000x3000]
 
 IMAGE defaults to ../shared/data/kodak/kodim01.png (768x512). Prints model load time separately, the median encode
 and decode times over the runs, and the process's peak resident memory.
@@ -27,6 +27,7 @@ def main() -> None:
     p.add_argument("-m", "--model", default=None)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--resize", default=None, help="WxH: resize the image first (e.g. 4000x3000 for the memory check)")
     args = p.parse_args()
 
     t0 = time.perf_counter()
@@ -43,6 +44,12 @@ def main() -> None:
     model = load_model(args.model)
     t_load = time.perf_counter() - t0
     rgb = read_image(args.image)
+    if args.resize:
+        import numpy as np
+        from PIL import Image
+
+        w, h = (int(v) for v in args.resize.split("x"))
+        rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
     enc = encode_image(model, rgb, args.quality)  # warm-up (kernel caches)
     decode_indices(model, *parse(enc.data)[2:], rgb.shape[0], rgb.shape[1])
     enc_t, dec_t = [], []

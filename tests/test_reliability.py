@@ -1,0 +1,125 @@
+"""Reliability: hostile images, tiling of large images, determinism across thread counts, atomic writes,
+tampered weights."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import leechcodec
+from leechcodec import imageio, model as model_module, zoo
+from leechcodec.codec import decode_indices, encode_image
+from leechcodec.imageio import ImageError, read_image
+from leechcodec.metrics import psnr
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty"),
+    (b"hello world", "not an image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 30, "not an image"),
+])
+def test_hostile_files(tmp_path, content, message):
+    path = tmp_path / "x.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=message):
+        read_image(path)
+
+
+def test_truncated_png_and_jpeg(tmp_path, photo):
+    for fmt in ("PNG", "JPEG"):
+        path = tmp_path / f"t.{fmt.lower()}"
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), np.uint8)).save(path, fmt)
+        path.write_bytes(path.read_bytes()[:2000])
+        with pytest.raises(ImageError, match="corrupt or truncated"):
+            read_image(path)
+
+
+def test_directory_and_missing(tmp_path):
+    with pytest.raises(ImageError, match="directory"):
+        read_image(tmp_path)
+    with pytest.raises(ImageError, match="no such file"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (3000, 3000)).save(path)  # a tiny file declaring 9 M pixels
+    monkeypatch.setenv("LEECHCODEC_MAX_PIXELS", "1000000")
+    with pytest.raises(ImageError, match="over the limit"):
+        read_image(path)
+
+
+def test_tiled_transforms_match_whole_image(default_model, monkeypatch):
+    rgb = np.asarray(Image.open(_kodak_or_skip()).convert("RGB"))[:256, :384].copy()
+    whole = encode_image(default_model, rgb, default_model.qualities)
+    dec_whole = decode_indices(default_model, whole.indices, *rgb.shape[:2])
+    monkeypatch.setattr(model_module, "ENCODE_TILE", 128)
+    monkeypatch.setattr(model_module, "ENCODE_MARGIN", 64)
+    monkeypatch.setattr(model_module, "DECODE_TILE", 8)
+    monkeypatch.setattr(model_module, "DECODE_MARGIN", 4)
+    tiled = encode_image(default_model, rgb, default_model.qualities)
+    dec_tiled = decode_indices(default_model, tiled.indices, *rgb.shape[:2])
+    assert (tiled.indices != whole.indices).mean() < 0.02
+    assert abs(psnr(rgb, dec_tiled) - psnr(rgb, dec_whole)) < 0.1
+
+
+def test_same_file_at_any_thread_count(photo):
+    before = torch.get_num_threads()
+    files = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            files.append(leechcodec.compress(photo, quality=3))
+    finally:
+        torch.set_num_threads(before)
+    assert files[0] == files[1]
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "out.lsq"
+
+    class Boom:
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            raise KeyboardInterrupt
+
+        def __exit__(self, *a):
+            return False
+
+    monkeypatch.setattr(imageio.os, "fdopen", Boom)
+    with pytest.raises(KeyboardInterrupt):
+        imageio.write_atomic(target, b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tampered_or_truncated_weights_refused(default_model, tmp_path):
+    src = zoo.models_dir() / zoo._registry()["models"][default_model.model_id]["file"]
+    bad = tmp_path / src.name
+    shutil.copy(src, bad)
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 1
+    bad.write_bytes(bytes(data))
+    with pytest.raises(zoo.ModelError, match="does not match the hash"):
+        zoo.load_weights_file(bad)
+    bad.write_bytes(src.read_bytes()[:1000])
+    with pytest.raises(zoo.ModelError, match="does not match the hash"):
+        zoo.load_weights_file(bad)
+    renamed = tmp_path / "evil-00000000.pt"
+    renamed.write_bytes(b"not a torch file")
+    with pytest.raises(zoo.ModelError):
+        zoo.load_weights_file(renamed)
+
+
+def _kodak_or_skip():
+    from conftest import KODAK
+
+    path = KODAK / "kodim05.png"
+    if not path.exists():
+        pytest.skip("Kodak not available")
+    return path
