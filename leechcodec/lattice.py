@@ -23,8 +23,10 @@ rank(j, k) = 23j − j(j−1)/2 + (k−j−1); octads are ranked by their 24-bit
 
 Nearest-point search (``quantize``) maximizes the inner product ⟨x, v⟩ over all minimal vectors (they have equal
 norm, so this is the largest cosine) using the code structure instead of the table: class A from the two largest
-|x_i|; class B per octad; class C from all 4,096 Golay correlations T(c) = ⟨x, (−1)^c⟩ built from 6-bit half tables,
-reduced to 48 half-space maxima. The kernel runs 16 vectors at a time in SIMD lanes and in parallel over chunks.
+|x_i|; classes B and C from the 4,096 Golay correlations of x and |x| (built from 6-bit half tables), which bound
+every octad's and every class-C point's score, so that exact scores are computed only for the few candidates that
+can still win. The kernel builds the correlations for 16 vectors at a time in SIMD lanes and runs in parallel over
+chunks of vectors.
 
 Tie-breaking (exact ties only happen for special inputs, e.g. integers): the search order is fixed — class A, then
 B, then C, each in a fixed order, a later candidate replacing the current best only when strictly better; a zero
@@ -79,12 +81,8 @@ def _build_tables() -> dict[str, np.ndarray]:
     pair_rank = np.full((DIM, DIM), -1, np.int64)
     for r, (j, k) in enumerate(pairs):
         pair_rank[j, k] = r
-    # field_msgs[f, h] = the 64 messages (ascending) whose 6-bit field f equals h; fields: message low/high 6 bits,
-    # parity low/high 6 bits (positions 6f .. 6f+5 of the codeword)
-    fields = np.stack([msgs & 63, msgs >> 6, parity & 63, parity >> 6])
-    field_msgs = np.stack([np.stack([msgs[fields[f] == h] for h in range(64)]) for f in range(4)])
     return dict(par_lo=par_lo, par_hi=par_hi, codewords=codewords, weights=weights, octads=octads,
-                octad_pos=octad_pos, pairs=pairs, pair_rank=pair_rank, field_msgs=field_msgs)
+                octad_pos=octad_pos, pairs=pairs, pair_rank=pair_rank)
 
 
 _T = _build_tables()
@@ -92,7 +90,7 @@ _PAR_LO, _PAR_HI = _T["par_lo"], _T["par_hi"]
 _CODEWORDS = _T["codewords"]
 _OCTADS, _OCTAD_POS = _T["octads"], _T["octad_pos"]
 _PAIRS, _PAIR_RANK = _T["pairs"], _T["pair_rank"]
-_FIELD_MSGS = _T["field_msgs"]
+_OCTAD_MSG = _OCTADS & 4095  # message of each octad (positions 0-11 carry the message)
 assert len(_OCTADS) == 759 and np.bincount(_T["weights"]).tolist()[::4] == [1, 0, 759, 2576, 759, 0, 1]
 
 
@@ -241,13 +239,16 @@ def codebook_sha256() -> str:
 _LANES = 16  # vectors processed together in SIMD lanes
 
 
-@numba.njit(cache=True, fastmath={"nnan", "nsz"})
-def _search_block(xb, par_lo, par_hi, octad_pos, pair_rank, field_msgs, out, tm, mx):
+@numba.njit(cache=True)
+def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tm, ta, tab, mask):
     """Exact search for up to 16 vectors xb [L, 24] (float64); writes their indices to out [L].
 
-    Everything runs lane-major ([.., 16] arrays, one lane per vector) with branch-free maxima so that the lane
-    loops compile to SIMD. Only scores are tracked in the hot loops; the winners' indices are recovered afterwards
-    by re-evaluating the identical float expressions (bit-identical, so exact equality is safe).
+    Scratch (reused across blocks): tm, ta [4096, 16]; tab [8, 64, 16]; mask [4096].
+    The Golay correlations T(c) = ⟨x, (−1)^c⟩ and T'(c) = ⟨|x|, (−1)^c⟩ of all 4,096 codewords are built lane-major
+    (one SIMD lane per vector) from 6-bit half tables. They give upper bounds: an octad O scores at most
+    Σ|x| − T'(O) (= 2·Σ_O|x_i|) and a class-C point (c, j) at most T(c) + 4·max|x|. Exact scores are computed only
+    for candidates whose bound beats the best score so far (plus a rounding margin), in a fixed order with strict
+    improvement, so the answer is the same as a full search with the same tie rule.
     """
     L = xb.shape[0]
     x = np.zeros((24, _LANES))
@@ -255,84 +256,22 @@ def _search_block(xb, par_lo, par_hi, octad_pos, pair_rank, field_msgs, out, tm,
         for d in range(24):
             x[d, l] = xb[l, d]
     ax = np.abs(x)
-    negf = np.zeros((24, _LANES))  # 1.0 where the coordinate is negative
-    for d in range(24):
-        for l in range(_LANES):
-            negf[d, l] = 1.0 if x[d, l] < 0 else 0.0
-    best = np.empty(_LANES)
-    best_idx = np.zeros(_LANES, np.int64)
-    # ---- class A: two largest |x_i| (first occurrence on ties); score 4(|x_j| + |x_k|)
-    for l in range(L):
-        j1 = 0
-        for d in range(1, 24):
-            if ax[d, l] > ax[j1, l]:
-                j1 = d
-        j2 = 1 if j1 == 0 else 0
-        for d in range(24):
-            if d != j1 and ax[d, l] > ax[j2, l]:
-                j2 = d
-        j, k = (j1, j2) if j1 < j2 else (j2, j1)
-        best[l] = 4.0 * (ax[j, l] + ax[k, l])
-        best_idx[l] = 4 * pair_rank[j, k] + 2 * (x[j, l] < 0) + (x[k, l] < 0)
-    # ---- class B: per octad 2·Σ|x| − 4·min|x| when an odd number of its coordinates is negative
-    neg = np.zeros(_LANES)
-    s = np.zeros(_LANES)
-    mn = np.zeros(_LANES)
-    best_o = np.full(_LANES, -1, np.int64)
-    for o in range(octad_pos.shape[0]):
-        for l in range(_LANES):
-            s[l] = 0.0
-            neg[l] = 0.0
-            mn[l] = np.inf
-        for q in range(8):
-            p = octad_pos[o, q]
-            for l in range(_LANES):
-                a = ax[p, l]
-                s[l] += a
-                neg[l] += negf[p, l]
-                mn[l] = a if a < mn[l] else mn[l]
-        for l in range(_LANES):
-            odd = neg[l] - 2.0 * np.floor(0.5 * neg[l])
-            sc = 2.0 * s[l] - 4.0 * mn[l] * odd
-            better = sc > best[l]
-            best[l] = sc if better else best[l]
-            best_o[l] = o if better else best_o[l]
-    for l in range(L):
-        o = best_o[l]
-        if o >= 0:
-            nneg = 0
-            arg = 0
-            for q in range(8):
-                p = octad_pos[o, q]
-                nneg += x[p, l] < 0
-                if ax[p, l] < ax[octad_pos[o, arg], l]:
-                    arg = q
-            bits = 0
-            for q in range(7):
-                isneg = x[octad_pos[o, q], l] < 0
-                if (nneg & 1) and q == arg:
-                    isneg = not isneg
-                if isneg:
-                    bits |= 1 << q
-            best_idx[l] = 1104 + 128 * o + bits
-    # ---- class C: T(m) = P_lo[m&63] + P_hi[m>>6] + Q_lo[u&63] + Q_hi[u>>6] with u = mA (the parity half)
-    tab = np.zeros((4, 64, _LANES))  # field f covers positions 6f .. 6f+5
-    for f in range(4):
+    # half tables: tab[f] for field f of the signed vector, tab[4 + f] of |x|; bit b of h flips coordinate 6f + b
+    for f in range(8):
+        src = x if f < 4 else ax
+        base = 6 * (f % 4)
         for l in range(_LANES):
             acc = 0.0
             for b in range(6):
-                acc += x[6 * f + b, l]
+                acc += src[base + b, l]
             tab[f, 0, l] = acc
         for h in range(1, 64):
             b = 0
             while not (h >> b) & 1:
                 b += 1
-            # h = (h without its lowest set bit b) with bit b set: flip the sign of x[6f+b]
             hp = h & (h - 1)
             for l in range(_LANES):
-                tab[f, h, l] = tab[f, hp, l] - 2.0 * x[6 * f + b, l]
-    # T for all 4,096 messages (row m = lo + 64·hi), then its maxima per value of each 6-bit field (message lo,
-    # message hi, parity lo, parity hi). Each loop has a single store target so that it vectorizes.
+                tab[f, h, l] = tab[f, hp, l] - 2.0 * src[base + b, l]
     for hi in range(64):
         phh = par_hi[hi]
         for lo in range(64):
@@ -342,91 +281,104 @@ def _search_block(xb, par_lo, par_hi, octad_pos, pair_rank, field_msgs, out, tm,
             row = lo + 64 * hi
             for l in range(_LANES):
                 tm[row, l] = tab[0, lo, l] + tab[1, hi, l] + tab[2, ul, l] + tab[3, uh, l]
-    mx[:] = -np.inf
-    for m in range(4096):
-        lo = m & 63
-        for l in range(_LANES):
-            v = tm[m, l]
-            mx[0, lo, l] = v if v > mx[0, lo, l] else mx[0, lo, l]
-    for m in range(4096):
-        hi = m >> 6
-        for l in range(_LANES):
-            v = tm[m, l]
-            mx[1, hi, l] = v if v > mx[1, hi, l] else mx[1, hi, l]
-    for m in range(4096):
-        ul = (par_lo[m & 63] ^ par_hi[m >> 6]) & 63
-        for l in range(_LANES):
-            v = tm[m, l]
-            mx[2, ul, l] = v if v > mx[2, ul, l] else mx[2, ul, l]
-    for m in range(4096):
-        uh = (par_lo[m & 63] ^ par_hi[m >> 6]) >> 6
-        for l in range(_LANES):
-            v = tm[m, l]
-            mx[3, uh, l] = v if v > mx[3, uh, l] else mx[3, uh, l]
-    # half-space maxima: position j = 6f + b, c_j = bit b of field f; score(c, j) = T(c) − 4·(−1)^{c_j}·x_j
-    m0 = np.empty(_LANES)
-    m1 = np.empty(_LANES)
-    best_j = np.full(_LANES, -1, np.int64)
-    best_bit = np.zeros(_LANES, np.int64)
-    best_t = np.zeros(_LANES)  # the T(c) value of the best class-C candidate
-    for f in range(4):
-        for b in range(6):
             for l in range(_LANES):
-                m0[l] = -np.inf
-                m1[l] = -np.inf
-            for h in range(64):
-                if (h >> b) & 1:
-                    for l in range(_LANES):
-                        m1[l] = mx[f, h, l] if mx[f, h, l] > m1[l] else m1[l]
-                else:
-                    for l in range(_LANES):
-                        m0[l] = mx[f, h, l] if mx[f, h, l] > m0[l] else m0[l]
-            j = 6 * f + b
-            for l in range(_LANES):
-                sc0 = m0[l] - 4.0 * x[j, l]
-                sc1 = m1[l] + 4.0 * x[j, l]
-                better0 = sc0 > best[l]
-                best[l] = sc0 if better0 else best[l]
-                best_j[l] = j if better0 else best_j[l]
-                best_bit[l] = 0 if better0 else best_bit[l]
-                best_t[l] = m0[l] if better0 else best_t[l]
-                better1 = sc1 > best[l]
-                best[l] = sc1 if better1 else best[l]
-                best_j[l] = j if better1 else best_j[l]
-                best_bit[l] = 1 if better1 else best_bit[l]
-                best_t[l] = m1[l] if better1 else best_t[l]
+                ta[row, l] = tab[4, lo, l] + tab[5, hi, l] + tab[6, ul, l] + tab[7, uh, l]
+    best = np.empty(_LANES)
+    thr = np.full(_LANES, np.inf)
+    best_idx = np.zeros(_LANES, np.int64)
     for l in range(L):
-        j = best_j[l]
-        if j >= 0:
-            f = j // 6
-            b = j - 6 * f
-            target = best_t[l]
-            found = -1
-            for h in range(64):
-                if ((h >> b) & 1) == best_bit[l] and found < 0:
-                    for r in range(64):
-                        m = field_msgs[f, h, r]
-                        if tm[m, l] == target:
-                            found = m
-                            break
-            best_idx[l] = 98256 + 24 * found + j
+        sum_abs = 0.0
+        max_abs = 0.0
+        for d in range(24):
+            sum_abs += ax[d, l]
+            max_abs = max(max_abs, ax[d, l])
+        margin = 1e-9 * (sum_abs + 1.0)  # covers float rounding of the bounds
+        # ---- class A: the two largest |x_i| (first occurrence on ties); score 4(|x_j| + |x_k|)
+        j1 = 0
+        for d in range(1, 24):
+            if ax[d, l] > ax[j1, l]:
+                j1 = d
+        j2 = 1 if j1 == 0 else 0
+        for d in range(24):
+            if d != j1 and ax[d, l] > ax[j2, l]:
+                j2 = d
+        j, k = (j1, j2) if j1 < j2 else (j2, j1)
+        bst = 4.0 * (ax[j, l] + ax[k, l])
+        bidx = 4 * pair_rank[j, k] + 2 * (x[j, l] < 0) + (x[k, l] < 0)
+        # ---- class B: octads in rank order; exact score 2·Σ|x| − 4·min|x| if an odd number of x_i < 0
+        for o in range(octad_pos.shape[0]):
+            if sum_abs - ta[octad_msg[o], l] + margin <= bst:
+                continue
+            s = 0.0
+            nneg = 0
+            arg = 0
+            for q in range(8):
+                p = octad_pos[o, q]
+                s += ax[p, l]
+                nneg += x[p, l] < 0
+                if ax[p, l] < ax[octad_pos[o, arg], l]:
+                    arg = q
+            sc = 2.0 * s
+            if nneg & 1:
+                sc -= 4.0 * ax[octad_pos[o, arg], l]
+            if sc > bst:
+                bits = 0
+                for q in range(7):
+                    isneg = x[octad_pos[o, q], l] < 0
+                    if (nneg & 1) and q == arg:
+                        isneg = not isneg
+                    if isneg:
+                        bits |= 1 << q
+                bst = sc
+                bidx = 1104 + 128 * o + bits
+        best[l] = bst
+        best_idx[l] = bidx
+        thr[l] = bst - 4.0 * max_abs - margin
+    # ---- class C: candidates c with T(c) + 4·max|x| above the best of A and B (a lane bitmask per codeword)
+    for m in range(4096):
+        bits = 0
+        for l in range(_LANES):
+            if tm[m, l] > thr[l]:
+                bits |= 1 << l
+        mask[m] = bits
+    for m in range(4096):
+        if mask[m] == 0:
+            continue
+        c = m | ((par_lo[m & 63] ^ par_hi[m >> 6]) << 12)
+        for l in range(L):
+            if not (mask[m] >> l) & 1:
+                continue
+            # best position j: maximize −(−1)^{c_j}·x_j (first maximum)
+            bj = 0
+            bv = -np.inf
+            for d in range(24):
+                v = x[d, l] if (c >> d) & 1 else -x[d, l]
+                if v > bv:
+                    bv = v
+                    bj = d
+            sc = tm[m, l] + 4.0 * bv
+            if sc > best[l]:
+                best[l] = sc
+                best_idx[l] = 98256 + 24 * m + bj
     for l in range(L):
         out[l] = best_idx[l]
 
 
 @numba.njit(parallel=True, cache=True)
-def _quantize_kernel(x, par_lo, par_hi, octad_pos, pair_rank, field_msgs, nthreads, out):
+def _quantize_kernel(x, par_lo, par_hi, octad_pos, octad_msg, pair_rank, nthreads, out):
     n = x.shape[0]
     nblocks = (n + _LANES - 1) // _LANES
     nchunks = min(nblocks, 4 * nthreads)
     for chunk in numba.prange(nchunks):
-        # scratch allocated once per chunk: T of all 4,096 codewords and the per-field maxima
+        # scratch allocated once per chunk
         tm = np.empty((4096, _LANES))
-        mx = np.empty((4, 64, _LANES))
+        ta = np.empty((4096, _LANES))
+        tab = np.empty((8, 64, _LANES))
+        mask = np.empty(4096, np.int64)
         for blk in range(chunk * nblocks // nchunks, (chunk + 1) * nblocks // nchunks):
             s = blk * _LANES
             e = min(s + _LANES, n)
-            _search_block(x[s:e], par_lo, par_hi, octad_pos, pair_rank, field_msgs, out[s:e], tm, mx)
+            _search_block(x[s:e], par_lo, par_hi, octad_pos, octad_msg, pair_rank, out[s:e], tm, ta, tab, mask)
 
 
 def quantize(x) -> np.ndarray:
@@ -445,7 +397,7 @@ def quantize(x) -> np.ndarray:
         raise ValueError("input contains NaN or ±Inf")
     out = np.empty(flat.shape[0], np.int64)
     if flat.shape[0]:
-        _quantize_kernel(flat, _PAR_LO, _PAR_HI, _OCTAD_POS, _PAIR_RANK, _FIELD_MSGS, numba.get_num_threads(), out)
+        _quantize_kernel(flat, _PAR_LO, _PAR_HI, _OCTAD_POS, _OCTAD_MSG, _PAIR_RANK, numba.get_num_threads(), out)
     return out.reshape(x.shape[:-1])
 
 
