@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"prior fitted on {len(chosen)} images in {time.time() - t0:.0f} s; distinct indices per group: "
           f"{used.tolist()}")
 
-    meta = {"default_quality": args.default_quality, "training_steps": ckpt["step"],
+    meta = {"training_steps": ckpt["step"],
             "training_seconds": round(ckpt["elapsed"]), "training_args": ckpt.get("args", {}),
             "prior_images": len(chosen), "parameters": sum(t.numel() for t in net.parameters())}
     blob = {"format": WEIGHTS_FORMAT, "model_id": args.id, "config": cfg.to_dict(),

@@ -113,7 +113,10 @@ def _load_cached(model_id: str, device: str) -> LoadedModel:
     reg = _registry()["models"]
     if model_id not in reg:
         raise ValueError(f"unknown model {model_id!r}: valid models are {', '.join(sorted(reg))}")
-    return load_weights_file(models_dir() / reg[model_id]["file"], device)
+    loaded = load_weights_file(models_dir() / reg[model_id]["file"], device)
+    # the registry, not the weights file, says which quality is the default (chosen after measuring on Kodak)
+    loaded.meta["default_quality"] = reg[model_id]["default_quality"]
+    return loaded
 
 
 def load_model(model_id: str | None = None, device: str = "cpu") -> LoadedModel:
