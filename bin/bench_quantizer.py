@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from leechcodec import lattice  # noqa: E402
+from leechcodec import lattice
 
 
 def rate(fn, n: int, repeat: int = 3) -> float:

@@ -24,12 +24,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bin"))
-from train import DEFAULT_DATA, load_images  # noqa: E402
+from train import DEFAULT_DATA, load_images
 
-from leechcodec import lattice  # noqa: E402
-from leechcodec.entropy import NUM_SYMBOLS, frequencies_from_counts  # noqa: E402
-from leechcodec.model import LeechAutoencoder, ModelConfig  # noqa: E402
-from leechcodec.zoo import WEIGHTS_FORMAT, file_sha256, models_dir  # noqa: E402
+from leechcodec import lattice
+from leechcodec.entropy import NUM_SYMBOLS, frequencies_from_counts
+from leechcodec.model import LeechAutoencoder, ModelConfig
+from leechcodec.zoo import WEIGHTS_FORMAT, file_sha256, models_dir
 
 
 def count_indices(net: LeechAutoencoder, images: list[np.ndarray], crop: int = 512) -> np.ndarray:

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from leechcodec.model import LeechAutoencoder, ModelConfig  # noqa: E402
+from leechcodec.model import LeechAutoencoder, ModelConfig
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
 
     log_path = args.out / "log.csv"
     new_log = not log_path.exists()
-    log = open(log_path, "a", newline="")
+    log = open(log_path, "a", newline="")  # noqa: SIM115 - open for the whole run, closed at the end
     writer = csv.writer(log)
     if new_log:
         writer.writerow(["step", "elapsed_s", "lr", "loss", "psnr", "distinct_codes", "code_entropy_bits"] +
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
             entropy = float(-(counts * counts.log2()).sum())
             row = {"step": step, "elapsed_s": round(elapsed, 1), "lr": f"{opt.param_groups[0]['lr']:.2e}",
                    "loss": round(loss_acc / n_acc, 4), "psnr": round(psnr_acc / n_acc, 3),
-                   "distinct_codes": int(len(counts)), "code_entropy_bits": round(entropy, 2)}
+                   "distinct_codes": len(counts), "code_entropy_bits": round(entropy, 2)}
             if step % args.val_every == 0 or step == args.steps:
                 row |= {k: round(v, 3) for k, v in validate(model, val_imgs, device).items()}
             print(" ".join(f"{k}={v}" for k, v in row.items()) + f" steps/s={n_acc / (now - t_last):.2f}", flush=True)

@@ -20,4 +20,4 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.1.0"
 
-__all__ = ["compress", "decompress", "list_models", "load_model", "__version__"]
+__all__ = ["__version__", "compress", "decompress", "list_models", "load_model"]

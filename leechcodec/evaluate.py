@@ -146,21 +146,21 @@ def eval_classic(codec: str, images, progress=None) -> list[Row]:
     return rows
 
 
+def _mean(rows: list[Row], field: str) -> float:
+    """Mean of a field over rows, ignoring NaN (MS-SSIM of tiny images); NaN if nothing is left."""
+    vals = [v for v in (getattr(r, field) for r in rows) if not math.isnan(v)]
+    return float(np.mean(vals)) if vals else math.nan
+
+
 def curves_from_rows(rows: list[Row], descriptions: dict[str, str]) -> list[Curve]:
     curves = []
     for codec in dict.fromkeys(r.codec for r in rows):
         qs = sorted({r.quality for r in rows if r.codec == codec})
-        means = {q: [r for r in rows if r.codec == codec and r.quality == q] for q in qs}
-
-        def avg(q, f):
-            vals = [getattr(r, f) for r in means[q]]
-            vals = [v for v in vals if not math.isnan(v)]
-            return float(np.mean(vals)) if vals else math.nan
-
-        order = sorted(qs, key=lambda q: avg(q, "bpp"))
-        curves.append(Curve(codec, descriptions.get(codec, ""), order, *[[avg(q, f) for q in order] for f in
-                                                                         ("bpp", "psnr", "ms_ssim", "encoding_time",
-                                                                          "decoding_time")]))
+        by_q = {q: [r for r in rows if r.codec == codec and r.quality == q] for q in qs}
+        order = sorted(qs, key=lambda q: _mean(by_q[q], "bpp"))
+        curves.append(Curve(codec, descriptions.get(codec, ""), order,
+                            *[[_mean(by_q[q], f) for q in order]
+                              for f in ("bpp", "psnr", "ms_ssim", "encoding_time", "decoding_time")]))
     return curves
 
 

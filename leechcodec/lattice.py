@@ -74,15 +74,15 @@ def _build_tables() -> dict[str, np.ndarray]:
     msgs = np.arange(4096, dtype=np.int64)
     parity = par_lo[msgs & 63] ^ par_hi[msgs >> 6]
     codewords = msgs | (parity << 12)  # 24-bit codeword masks, bit i = position i
-    weights = np.array([bin(int(c)).count("1") for c in codewords])
+    weights = np.array([int(c).bit_count() for c in codewords])
     octads = np.sort(codewords[weights == 8])
     octad_pos = np.array([[i for i in range(DIM) if o >> i & 1] for o in octads], dtype=np.int64)
     pairs = np.array([(j, k) for j in range(DIM) for k in range(j + 1, DIM)], dtype=np.int64)
     pair_rank = np.full((DIM, DIM), -1, np.int64)
     for r, (j, k) in enumerate(pairs):
         pair_rank[j, k] = r
-    return dict(par_lo=par_lo, par_hi=par_hi, codewords=codewords, weights=weights, octads=octads,
-                octad_pos=octad_pos, pairs=pairs, pair_rank=pair_rank)
+    return {"par_lo": par_lo, "par_hi": par_hi, "codewords": codewords, "weights": weights, "octads": octads,
+            "octad_pos": octad_pos, "pairs": pairs, "pair_rank": pair_rank}
 
 
 _T = _build_tables()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 
 import torch
 from compressai.layers import ResidualBlock, conv3x3, subpel_conv3x3
@@ -58,7 +59,7 @@ class ModelConfig:
 def _analysis(cfg: ModelConfig) -> nn.Sequential:
     w = cfg.widths
     layers: list[nn.Module] = [nn.PixelUnshuffle(2), conv3x3(12, w[0]), ResidualBlock(w[0], w[0])]
-    for a, b in zip(w[:-1], w[1:]):
+    for a, b in pairwise(w):
         layers += [nn.PixelUnshuffle(2), conv3x3(4 * a, b), nn.LeakyReLU(inplace=True), ResidualBlock(b, b)]
     layers += [ResidualBlock(w[-1], w[-1]), conv3x3(w[-1], DIM * cfg.groups)]
     return nn.Sequential(*layers)
@@ -67,7 +68,7 @@ def _analysis(cfg: ModelConfig) -> nn.Sequential:
 def _synthesis(cfg: ModelConfig) -> nn.Sequential:
     w = cfg.widths[::-1]
     layers: list[nn.Module] = [conv3x3(DIM * cfg.groups, w[0]), ResidualBlock(w[0], w[0]), ResidualBlock(w[0], w[0])]
-    for a, b in zip(w[:-1], w[1:]):
+    for a, b in pairwise(w):
         layers += [subpel_conv3x3(a, b, 2), nn.LeakyReLU(inplace=True), ResidualBlock(b, b)]
     layers += [subpel_conv3x3(w[-1], 3, 2)]
     return nn.Sequential(*layers)

@@ -102,7 +102,7 @@ def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedM
         prior = StaticPrior(blob["prior_freqs"].numpy().view(np.uint16))
     except ModelError:
         raise
-    except Exception as e:  # any unpickling or shape problem means a broken file
+    except Exception as e:  # noqa: BLE001 - any unpickling or shape problem means a broken file
         raise ModelError(f"weights file {path.name} is unreadable ({type(e).__name__}: {e})") from None
     net.eval().to(device)
     return LoadedModel(blob["model_id"], bytes.fromhex(digest[:16]), net, prior, dict(blob.get("meta", {})))

@@ -20,7 +20,7 @@ def test_decompress_equals_model_decode_bit_for_bit(default_model, photo):
     out = np.asarray(leechcodec.decompress(data))
     enc = encode_image(default_model, photo, 2)
     assert enc.data == data  # encoding is deterministic
-    header, _, indices = parse(data)
+    _, _, indices = parse(data)
     assert (indices == enc.indices).all()  # the decoder recovers the encoder's indices exactly
     x = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1)[None].float() / 255
     direct = default_model.net.decode(default_model.net.encode(torch.nn.functional.pad(
@@ -40,7 +40,7 @@ def test_odd_sizes_come_back_at_their_size(size):
 def test_real_bits_bound_information_content(default_model, photo):
     for q in (1, default_model.qualities):
         enc = encode_image(default_model, photo, q)
-        header, words = bitstream.unpack(enc.data)
+        _, words = bitstream.unpack(enc.data)
         real = 32 * len(words)
         assert enc.information_bits - 32 <= real <= 1.01 * enc.information_bits + 32
 
@@ -66,7 +66,7 @@ def test_inputs_of_every_kind(tmp_path, photo):
     assert leechcodec.compress(img, quality=1) == ref
     for mode in ("L", "P", "RGBA", "I;16", "CMYK"):
         converted = img.convert(mode) if mode != "I;16" else Image.fromarray(
-            (np.asarray(img.convert("L")).astype(np.uint16) * 257))
+            np.asarray(img.convert("L")).astype(np.uint16) * 257)
         with pytest.warns(UserWarning) if mode == "RGBA" else nullcontext():
             data = leechcodec.compress(converted, quality=1)
         assert leechcodec.decompress(data).size == img.size

@@ -40,7 +40,7 @@ def test_eval_command_writes_json_csv_and_plot(dataset, tmp_path):
     ours = [r for r in rows if r["codec"].startswith("leechcodec") and r["image"] != "MEAN"]
     assert {r["image"] for r in ours} == {"a.png", "b.png"}
     # the mean row is the mean of the per-image rows, and bpp is the real file size
-    mean = [r for r in rows if r["codec"].startswith("leechcodec") and r["image"] == "MEAN"][0]
+    mean = next(r for r in rows if r["codec"].startswith("leechcodec") and r["image"] == "MEAN")
     assert float(mean["bpp"]) == pytest.approx(np.mean([float(r["bpp"]) for r in ours]), rel=1e-5)
     assert Image.open(out["png"]).size[0] > 500
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bin"))
-from fuzz_decoder import fuzz  # noqa: E402
+from fuzz_decoder import fuzz
 
 
 def test_fuzz_reduced(photo):

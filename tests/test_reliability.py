@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 import leechcodec
-from leechcodec import imageio, model as model_module, zoo
+from leechcodec import imageio, zoo
+from leechcodec import model as model_module
 from leechcodec.codec import decode_indices, encode_image
 from leechcodec.imageio import ImageError, read_image
 from leechcodec.metrics import psnr
