@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Print the Markdown tables for the README from a `leechcodec eval --json` result.
+
+    bin/rd_table.py docs/kodak_eval.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+
+def main() -> None:
+    data = json.loads(open(sys.argv[1]).read())
+    r = data["results"]
+    print(f"**{data['name']}** — {data['description']}; mean over {data['images']} images.\n")
+    print("| quality | bpp | PSNR-RGB (dB) | MS-SSIM | encode (s) | decode (s) |")
+    print("|---|---|---|---|---|---|")
+    for i, q in enumerate(r["quality"]):
+        print(f"| {q} | {r['bpp'][i]:.4f} | {r['psnr-rgb'][i]:.2f} | {r['ms-ssim-rgb'][i]:.4f} | "
+              f"{r['encoding_time'][i]:.3f} | {r['decoding_time'][i]:.3f} |")
+    print("\nMeasured in the same run (Pillow):\n")
+    print("| codec | quality | bpp | PSNR-RGB (dB) | MS-SSIM |")
+    print("|---|---|---|---|---|")
+    for c in data["comparisons"]:
+        cr = c["results"]
+        for i, q in enumerate(cr["quality"]):
+            print(f"| {c['name']} | {q} | {cr['bpp'][i]:.4f} | {cr['psnr-rgb'][i]:.2f} | {cr['ms-ssim-rgb'][i]:.4f} |")
+    print("\nBD-rate (PSNR) of leechcodec against each curve (negative: fewer bits at equal PSNR; n/a: the PSNR "
+          "ranges do not overlap):\n")
+    print("| reference | BD-rate |")
+    print("|---|---|")
+    for t in data["bd_rate"]:
+        v = t["bd_rate_percent"]
+        print(f"| {t['reference']} | {'n/a' if v is None or math.isnan(v) else f'{v:+.1f}%'} |")
+
+
+if __name__ == "__main__":
+    main()
