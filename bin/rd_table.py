@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Print the Markdown tables for the README from a `leechcodec eval --json` result.
+"""Print the Markdown tables for the README from a `leechcodec eval --json` result, and optionally redraw its plot.
 
-    bin/rd_table.py docs/kodak_eval.json
+    bin/rd_table.py docs/kodak_eval.json [--plot docs/kodak_rd.png]
 """
 
 from __future__ import annotations
@@ -13,6 +13,13 @@ import sys
 
 def main() -> None:
     data = json.loads(open(sys.argv[1]).read())
+    if "--plot" in sys.argv:
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from leechcodec.evaluate import curves_from_json, load_anchors, plot
+
+        plot(curves_from_json(data), load_anchors(), Path(sys.argv[sys.argv.index("--plot") + 1]))
     r = data["results"]
     print(f"**{data['name']}** — {data['description']}; mean over {data['images']} images.\n")
     print("| quality | bpp | PSNR-RGB (dB) | MS-SSIM | encode (s) | decode (s) |")

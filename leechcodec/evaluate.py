@@ -180,6 +180,16 @@ def load_anchors() -> list[Curve]:
     return curves
 
 
+def curves_from_json(result: dict) -> list[Curve]:
+    """The measured curves of a saved ``run`` result (ours first), e.g. to re-plot without re-measuring."""
+    out = []
+    for c in [result] + result["comparisons"]:
+        r = c["results"]
+        out.append(Curve(c["name"], c["description"], r["quality"], r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"],
+                         r["encoding_time"], r["decoding_time"]))
+    return out
+
+
 def bd_table(ours: list[Curve], others: list[Curve]) -> list[dict]:
     """BD-rate (PSNR) of each of our curves against every other curve."""
     return [{"curve": a.name, "reference": b.name, "bd_rate_percent": bd_rate(b.bpp, b.psnr, a.bpp, a.psnr)}
@@ -206,8 +216,11 @@ def plot(curves: list[Curve], anchors: list[Curve], path: Path, log_rate: bool =
         if log_rate:
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
-    axes[0].set_ylim(20, 38)
-    axes[1].set_ylim(0.8, 1.0)
+    # keep every measured point in view, anchors may fall outside
+    measured_psnr = [v for c in curves for v in c.psnr if not math.isnan(v)]
+    measured_ssim = [v for c in curves for v in c.ms_ssim if not math.isnan(v)]
+    axes[0].set_ylim(min([20.0] + [v - 1 for v in measured_psnr]), 38)
+    axes[1].set_ylim(min([0.8] + [v - 0.02 for v in measured_ssim]), 1.0)
     axes[0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
