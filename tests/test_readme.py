@@ -32,7 +32,7 @@ def test_cli_reference_lists_every_command_and_option():
 def test_python_api_example_runs(tmp_path, photo, monkeypatch):
     from PIL import Image
 
-    code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", README, re.DOTALL).group(1)
     Image.fromarray(photo).save(tmp_path / "photo.png")
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {"rgb": photo})
