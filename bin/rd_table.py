@@ -12,7 +12,8 @@ import sys
 
 
 def main() -> None:
-    data = json.loads(open(sys.argv[1]).read())
+    with open(sys.argv[1]) as f:
+        data = json.load(f)
     if "--plot" in sys.argv:
         from pathlib import Path
 
