@@ -10,7 +10,11 @@ Python API::
 
 from __future__ import annotations
 
+import warnings
 from importlib.metadata import PackageNotFoundError, version
+
+# compressai's import scripts a module with torch.jit, which warns on every start; it is not ours to fix
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
 from leechcodec.codec import compress, decompress
 from leechcodec.zoo import list_models, load_model
