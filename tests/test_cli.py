@@ -97,3 +97,12 @@ def test_decompression_bomb_refused(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("LEECHCODEC_MAX_PIXELS", "10000")
     r = runner.invoke(main, ["encode", str(path)])
     assert r.exit_code == 1 and "limit" in r.output
+
+
+def test_cuda_request_without_cuda_is_a_clean_error(runner, png):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    r = runner.invoke(main, ["encode", str(png), "--device", "cuda"])
+    assert r.exit_code == 1 and "no CUDA device" in r.output and not png.with_suffix(".lsq").exists()
