@@ -243,7 +243,7 @@ _LANES = 16  # vectors processed together in SIMD lanes
 def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tm, ta, tab, mask):
     """Exact search for up to 16 vectors xb [L, 24] (float64); writes their indices to out [L].
 
-    Scratch (reused across blocks): tm, ta [4096, 16]; tab [8, 64, 16]; mask [4096].
+    Scratch (reused across blocks): tm [4096, 16]; ta [759, 16]; tab [8, 64, 16]; mask [4096].
     The Golay correlations T(c) = ⟨x, (−1)^c⟩ and T'(c) = ⟨|x|, (−1)^c⟩ of all 4,096 codewords are built lane-major
     (one SIMD lane per vector) from 6-bit half tables. They give upper bounds: an octad O scores at most
     Σ|x| − T'(O) (= 2·Σ_O|x_i|) and a class-C point (c, j) at most T(c) + 4·max|x|. Exact scores are computed only
@@ -281,8 +281,14 @@ def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tm, 
             row = lo + 64 * hi
             for l in range(_LANES):
                 tm[row, l] = tab[0, lo, l] + tab[1, hi, l] + tab[2, ul, l] + tab[3, uh, l]
-            for l in range(_LANES):
-                ta[row, l] = tab[4, lo, l] + tab[5, hi, l] + tab[6, ul, l] + tab[7, uh, l]
+    # T' is needed for the 759 octads only: ta[o] = T'(octad o)
+    for o in range(octad_msg.shape[0]):
+        m = octad_msg[o]
+        lo = m & 63
+        hi = m >> 6
+        u = par_lo[lo] ^ par_hi[hi]
+        for l in range(_LANES):
+            ta[o, l] = tab[4, lo, l] + tab[5, hi, l] + tab[6, u & 63, l] + tab[7, u >> 6, l]
     best = np.empty(_LANES)
     thr = np.full(_LANES, np.inf)
     best_idx = np.zeros(_LANES, np.int64)
@@ -307,7 +313,7 @@ def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tm, 
         bidx = 4 * pair_rank[j, k] + 2 * (x[j, l] < 0) + (x[k, l] < 0)
         # ---- class B: octads in rank order; exact score 2·Σ|x| − 4·min|x| if an odd number of x_i < 0
         for o in range(octad_pos.shape[0]):
-            if sum_abs - ta[octad_msg[o], l] + margin <= bst:
+            if sum_abs - ta[o, l] + margin <= bst:
                 continue
             s = 0.0
             nneg = 0
@@ -372,7 +378,7 @@ def _quantize_kernel(x, par_lo, par_hi, octad_pos, octad_msg, pair_rank, nthread
     for chunk in numba.prange(nchunks):
         # scratch allocated once per chunk
         tm = np.empty((4096, _LANES))
-        ta = np.empty((4096, _LANES))
+        ta = np.empty((octad_msg.shape[0], _LANES))
         tab = np.empty((8, 64, _LANES))
         mask = np.empty(4096, np.int64)
         for blk in range(chunk * nblocks // nchunks, (chunk + 1) * nblocks // nchunks):
