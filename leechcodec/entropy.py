@@ -45,6 +45,7 @@ class StaticPrior:
         f = np.asarray(self.freqs)
         if f.ndim != 2 or f.shape[1] != NUM_SYMBOLS or f.dtype != np.uint16 or (f == 0).any():
             raise ValueError("a static prior needs uint16 frequencies [G, 196560], all ≥ 1")
+        self._probs: dict[int, np.ndarray] = {}
         self._models: dict[int, constriction.stream.model.Categorical] = {}
 
     @property
@@ -52,8 +53,11 @@ class StaticPrior:
         return self.freqs.shape[0]
 
     def probabilities(self, g: int) -> np.ndarray:
-        f = self.freqs[g].astype(np.float64)
-        return f / f.sum()
+        """float64 [196560]: exact IEEE division of the integer frequencies (cached; do not modify)."""
+        if g not in self._probs:
+            f = self.freqs[g].astype(np.float64)
+            self._probs[g] = f / f.sum()
+        return self._probs[g]
 
     def model(self, g: int):
         if g not in self._models:

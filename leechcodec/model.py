@@ -21,7 +21,7 @@ import torch
 from compressai.layers import ResidualBlock, conv3x3, subpel_conv3x3
 from torch import nn
 
-from leechcodec.quantizer import DIM, BSQQuantizer, LeechQuantizer
+from leechcodec.quantizer import DIM, BSQQuantizer, LeechQuantizer, unit_vectors
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class LeechAutoencoder(nn.Module):
         """y_hat [B, 24·G, h, w] (absent groups zero) → x_hat [B, 3, 16h, 16w] (not clamped)."""
         return self.g_s(y_hat) + 0.5
 
-    def group_mask(self, keep: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def group_mask(self, keep: torch.Tensor) -> torch.Tensor:
         """keep [B] int (groups kept per sample) → float mask [B, 24·G, 1, 1] (1 for kept channels)."""
         g = torch.arange(self.cfg.groups, device=keep.device)
         mask = (g[None, :] < keep[:, None]).float()
@@ -111,10 +111,10 @@ class LeechAutoencoder(nn.Module):
         y = self.analysis(x)
         y_hat, indices = self.quantizer(y)
         if blend < 1.0:
-            z = _unit(y)
+            z = unit_vectors(y)
             y_hat = z + blend * (y_hat - z)
         if keep is not None:
-            y_hat = y_hat * self.group_mask(keep, *y.shape[2:])
+            y_hat = y_hat * self.group_mask(keep)
         return {"x_hat": self.synthesis(y_hat), "indices": indices}
 
     # ---------------------------------------------------------------------------------------- inference API
@@ -165,9 +165,3 @@ def tiled(fn, x: torch.Tensor, scale: float, tile: int, margin: int) -> torch.Te
             cols.append(out[:, :, oy:oy + round((y1 - y0) * scale), ox:ox + round((x1 - x0) * scale)])
         rows.append(torch.cat(cols, dim=3))
     return torch.cat(rows, dim=2)
-
-
-def _unit(y: torch.Tensor) -> torch.Tensor:
-    b, c, h, w = y.shape
-    v = y.float().reshape(b, c // DIM, DIM, h, w)
-    return (v / v.norm(dim=2, keepdim=True).clamp_min(1e-12)).reshape(b, c, h, w)

@@ -41,6 +41,12 @@ def _from_vectors(v: torch.Tensor) -> torch.Tensor:
     return v.permute(0, 1, 4, 2, 3).reshape(b, g * DIM, h, w)
 
 
+def unit_vectors(y: torch.Tensor) -> torch.Tensor:
+    """[B, 24·G, h, w] → the same shape with every 24-d group scaled to unit length (float32; zero stays zero)."""
+    v, _ = _to_vectors(y)
+    return _from_vectors(v / v.norm(dim=-1, keepdim=True).clamp_min(_EPS))
+
+
 class SphericalQuantizer(nn.Module):
     """Shared plumbing: normalize, search (no grad), straight-through estimator."""
 
