@@ -25,8 +25,8 @@ Nearest-point search (``quantize``) maximizes the inner product ⟨x, v⟩ over 
 norm, so this is the largest cosine) using the code structure instead of the table: class A from the two largest
 |x_i|; classes B and C from the 4,096 Golay correlations of x and |x| (built from 6-bit half tables), which bound
 every octad's and every class-C point's score, so that exact scores are computed only for the few candidates that
-can still win. The kernel builds the correlations for 16 vectors at a time in SIMD lanes and runs in parallel over
-chunks of vectors.
+can still win. The kernel builds the correlations for 32 vectors at a time in SIMD lanes, screens the class-C
+codewords in float32 before the exact float64 test, and runs in parallel over chunks of vectors.
 
 Tie-breaking (exact ties only happen for special inputs, e.g. integers): the search order is fixed — class A, then
 B, then C, each in a fixed order, a later candidate replacing the current best only when strictly better; a zero
@@ -37,6 +37,7 @@ vector (all scores 0) returns index 0, the point (+4, +4, 0, …).
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numba
 import numpy as np
@@ -236,19 +237,49 @@ def codebook_sha256() -> str:
 
 
 # ------------------------------------------------------------------------------------------ nearest-point search
-_LANES = 16  # vectors processed together in SIMD lanes
+_LANES = 32  # vectors processed together in SIMD lanes
 
 
 @numba.njit(cache=True)
-def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tm, ta, tab, mask):
-    """Exact search for up to 16 vectors xb [L, 24] (float64); writes their indices to out [L].
+def _class_c_rows(tab32, thr32, par_lo, par_hi, rows):
+    """Float32 pre-filter: writes to rows, in increasing order, the codewords m for which some lane may have
+    T(c) > thr, and returns their number. A superset of the float64 test (thr32 carries a margin above the float32
+    rounding), so the exact stage that follows sees every codeword it would have accepted."""
+    n = 0
+    d = np.empty(_LANES, np.float32)
+    tmp = np.empty(_LANES, np.float32)
+    tmp_bits = tmp.view(np.int32)
+    for hi in range(64):
+        phh = par_hi[hi]
+        for l in range(_LANES):
+            d[l] = tab32[1, hi, l] - thr32[l]
+        for lo in range(64):
+            u = par_lo[lo] ^ phh
+            t0 = tab32[0, lo]
+            t2 = tab32[2, u & 63]
+            t3 = tab32[3, u >> 6]
+            for l in range(_LANES):
+                tmp[l] = t0[l] + t2[l] + t3[l] + d[l]
+            acc = np.int32(-1)  # AND of the lanes' bit patterns: sign bit clear iff some lane is >= +0
+            for l in range(_LANES):
+                acc &= tmp_bits[l]
+            if acc >= 0:
+                rows[n] = lo + 64 * hi
+                n += 1
+    return n
 
-    Scratch (reused across blocks): tm [4096, 16]; ta [759, 16]; tab [8, 64, 16]; mask [4096].
-    The Golay correlations T(c) = ⟨x, (−1)^c⟩ and T'(c) = ⟨|x|, (−1)^c⟩ of all 4,096 codewords are built lane-major
-    (one SIMD lane per vector) from 6-bit half tables. They give upper bounds: an octad O scores at most
-    Σ|x| − T'(O) (= 2·Σ_O|x_i|) and a class-C point (c, j) at most T(c) + 4·max|x|. Exact scores are computed only
-    for candidates whose bound beats the best score so far (plus a rounding margin), in a fixed order with strict
-    improvement, so the answer is the same as a full search with the same tie rule.
+
+@numba.njit(cache=True)
+def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tab, tab32, ta, rows):
+    """Exact search for up to 32 vectors xb [L, 24] (float64); writes their indices to out [L].
+
+    Scratch (reused across blocks): tab [8, 64, 32] float64; tab32 [4, 64, 32] float32; ta [32, 759]; rows [4096].
+    The Golay correlations T(c) = ⟨x, (−1)^c⟩ and T'(c) = ⟨|x|, (−1)^c⟩ come from 6-bit half tables (one SIMD lane
+    per vector). They give upper bounds: an octad O scores at most Σ|x| − T'(O) (= 2·Σ_O|x_i|) and a class-C point
+    (c, j) at most T(c) + 4·max|x|. Exact scores (float64) are computed only for candidates whose bound beats the
+    best score so far (plus a rounding margin), in a fixed order with strict improvement, so the answer is the same
+    as a full search with the same tie rule. Class C candidates are first screened in float32 (``_class_c_rows``),
+    with each lane scaled by a power of two (exact) so that float32 neither overflows nor underflows.
     """
     L = xb.shape[0]
     x = np.zeros((24, _LANES))
@@ -272,25 +303,18 @@ def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tm, 
             hp = h & (h - 1)
             for l in range(_LANES):
                 tab[f, h, l] = tab[f, hp, l] - 2.0 * src[base + b, l]
-    for hi in range(64):
-        phh = par_hi[hi]
-        for lo in range(64):
-            u = par_lo[lo] ^ phh
-            ul = u & 63
-            uh = u >> 6
-            row = lo + 64 * hi
-            for l in range(_LANES):
-                tm[row, l] = tab[0, lo, l] + tab[1, hi, l] + tab[2, ul, l] + tab[3, uh, l]
-    # T' is needed for the 759 octads only: ta[o] = T'(octad o)
+    # T' is needed for the 759 octads only: ta[l, o] = T'(octad o) of lane l (lane-major for the scan below)
     for o in range(octad_msg.shape[0]):
         m = octad_msg[o]
         lo = m & 63
         hi = m >> 6
         u = par_lo[lo] ^ par_hi[hi]
         for l in range(_LANES):
-            ta[o, l] = tab[4, lo, l] + tab[5, hi, l] + tab[6, u & 63, l] + tab[7, u >> 6, l]
+            ta[l, o] = tab[4, lo, l] + tab[5, hi, l] + tab[6, u & 63, l] + tab[7, u >> 6, l]
     best = np.empty(_LANES)
     thr = np.full(_LANES, np.inf)
+    thr32 = np.full(_LANES, np.float32(np.inf))  # padding lanes never pass
+    scale = np.ones(_LANES)
     best_idx = np.zeros(_LANES, np.int64)
     for l in range(L):
         sum_abs = 0.0
@@ -312,8 +336,9 @@ def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tm, 
         bst = 4.0 * (ax[j, l] + ax[k, l])
         bidx = 4 * pair_rank[j, k] + 2 * (x[j, l] < 0) + (x[k, l] < 0)
         # ---- class B: octads in rank order; exact score 2·Σ|x| − 4·min|x| if an odd number of x_i < 0
+        tal = ta[l]
         for o in range(octad_pos.shape[0]):
-            if sum_abs - ta[o, l] + margin <= bst:
+            if sum_abs - tal[o] + margin <= bst:
                 continue
             s = 0.0
             nneg = 0
@@ -340,30 +365,38 @@ def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tm, 
         best[l] = bst
         best_idx[l] = bidx
         thr[l] = bst - 4.0 * max_abs - margin
-    # ---- class C: candidates c with T(c) + 4·max|x| above the best of A and B (a lane bitmask per codeword)
-    for m in range(4096):
-        bits = 0
-        for l in range(_LANES):
-            if tm[m, l] > thr[l]:
-                bits |= 1 << l
-        mask[m] = bits
-    for m in range(4096):
-        if mask[m] == 0:
-            continue
-        c = m | ((par_lo[m & 63] ^ par_hi[m >> 6]) << 12)
+        # float32 screen on x scaled by 2^-e (Σ|x|·2^-e in [0.5, 1)): rounding of T there stays below 1e-6, so
+        # the 1e-5 margin makes the screen a superset of the float64 test T(c) > thr
+        if sum_abs > 0.0:
+            scale[l] = math.ldexp(1.0, -math.frexp(sum_abs)[1])
+        thr32[l] = np.float32(thr[l] * scale[l] - 1e-5)
+    for f in range(4):
+        for h in range(64):
+            for l in range(_LANES):
+                tab32[f, h, l] = np.float32(tab[f, h, l] * scale[l])
+    # ---- class C: screened codewords in increasing order, then the exact float64 test per lane
+    n = _class_c_rows(tab32, thr32, par_lo, par_hi, rows)
+    xt = x.T.copy()  # [lane, coordinate]
+    for i in range(n):
+        m = rows[i]
+        lo = m & 63
+        hi = m >> 6
+        u = par_lo[lo] ^ par_hi[hi]
+        c = m | (u << 12)
         for l in range(L):
-            if not (mask[m] >> l) & 1:
+            t = tab[0, lo, l] + tab[1, hi, l] + tab[2, u & 63, l] + tab[3, u >> 6, l]
+            if not t > thr[l]:
                 continue
-            # best position j: maximize −(−1)^{c_j}·x_j (first maximum)
-            bj = 0
+            # best position j: maximize −(−1)^{c_j}·x_j (branch-free max, then its first occurrence)
+            xl = xt[l]
             bv = -np.inf
             for d in range(24):
-                v = x[d, l] if (c >> d) & 1 else -x[d, l]
-                if v > bv:
-                    bv = v
-                    bj = d
-            sc = tm[m, l] + 4.0 * bv
+                bv = max(bv, xl[d] * (2.0 * ((c >> d) & 1) - 1.0))
+            sc = t + 4.0 * bv
             if sc > best[l]:
+                bj = 0
+                while xl[bj] * (2.0 * ((c >> bj) & 1) - 1.0) != bv:
+                    bj += 1
                 best[l] = sc
                 best_idx[l] = 98256 + 24 * m + bj
     for l in range(L):
@@ -377,14 +410,14 @@ def _quantize_kernel(x, par_lo, par_hi, octad_pos, octad_msg, pair_rank, nthread
     nchunks = min(nblocks, 4 * nthreads)
     for chunk in numba.prange(nchunks):
         # scratch allocated once per chunk
-        tm = np.empty((4096, _LANES))
-        ta = np.empty((octad_msg.shape[0], _LANES))
         tab = np.empty((8, 64, _LANES))
-        mask = np.empty(4096, np.int64)
+        tab32 = np.empty((4, 64, _LANES), np.float32)
+        ta = np.empty((_LANES, octad_msg.shape[0]))
+        rows = np.empty(4096, np.int64)
         for blk in range(chunk * nblocks // nchunks, (chunk + 1) * nblocks // nchunks):
             s = blk * _LANES
             e = min(s + _LANES, n)
-            _search_block(x[s:e], par_lo, par_hi, octad_pos, octad_msg, pair_rank, out[s:e], tm, ta, tab, mask)
+            _search_block(x[s:e], par_lo, par_hi, octad_pos, octad_msg, pair_rank, out[s:e], tab, tab32, ta, rows)
 
 
 def quantize(x) -> np.ndarray:
