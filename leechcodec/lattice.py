@@ -240,15 +240,14 @@ def codebook_sha256() -> str:
 _LANES = 32  # vectors processed together in SIMD lanes
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _class_c_rows(tab32, thr32, par_lo, par_hi, rows):
     """Float32 pre-filter: writes to rows, in increasing order, the codewords m for which some lane may have
-    T(c) > thr, and returns their number. A superset of the float64 test (thr32 carries a margin above the float32
-    rounding), so the exact stage that follows sees every codeword it would have accepted."""
+    T(c) > thr, and returns their number. A superset of the float64 test (thr32 carries a margin far above the
+    float32 rounding and any reordering fastmath does), so the exact stage sees every codeword it would accept.
+    All values are finite (padding lanes use a large finite threshold), as fastmath assumes."""
     n = 0
     d = np.empty(_LANES, np.float32)
-    tmp = np.empty(_LANES, np.float32)
-    tmp_bits = tmp.view(np.int32)
     for hi in range(64):
         phh = par_hi[hi]
         for l in range(_LANES):
@@ -258,12 +257,12 @@ def _class_c_rows(tab32, thr32, par_lo, par_hi, rows):
             t0 = tab32[0, lo]
             t2 = tab32[2, u & 63]
             t3 = tab32[3, u >> 6]
+            # sum of the positive parts is > 0 iff some lane passes; written so that LLVM vectorizes it
+            s = np.float32(0.0)
             for l in range(_LANES):
-                tmp[l] = t0[l] + t2[l] + t3[l] + d[l]
-            acc = np.int32(-1)  # AND of the lanes' bit patterns: sign bit clear iff some lane is >= +0
-            for l in range(_LANES):
-                acc &= tmp_bits[l]
-            if acc >= 0:
+                v = t0[l] + t2[l] + t3[l] + d[l]
+                s += v if v > 0 else np.float32(0.0)
+            if s > 0:
                 rows[n] = lo + 64 * hi
                 n += 1
     return n
@@ -273,7 +272,8 @@ def _class_c_rows(tab32, thr32, par_lo, par_hi, rows):
 def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tab, tab32, ta, rows):
     """Exact search for up to 32 vectors xb [L, 24] (float64); writes their indices to out [L].
 
-    Scratch (reused across blocks): tab [8, 64, 32] float64; tab32 [4, 64, 32] float32; ta [32, 759]; rows [4096].
+    Scratch (reused across blocks): tab [8, 64, 32] float64; tab32 [4, 64, 32] float32; ta [32, 759];
+    rows [4096] int64.
     The Golay correlations T(c) = ⟨x, (−1)^c⟩ and T'(c) = ⟨|x|, (−1)^c⟩ come from 6-bit half tables (one SIMD lane
     per vector). They give upper bounds: an octad O scores at most Σ|x| − T'(O) (= 2·Σ_O|x_i|) and a class-C point
     (c, j) at most T(c) + 4·max|x|. Exact scores (float64) are computed only for candidates whose bound beats the
@@ -313,7 +313,7 @@ def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tab,
             ta[l, o] = tab[4, lo, l] + tab[5, hi, l] + tab[6, u & 63, l] + tab[7, u >> 6, l]
     best = np.empty(_LANES)
     thr = np.full(_LANES, np.inf)
-    thr32 = np.full(_LANES, np.float32(np.inf))  # padding lanes never pass
+    thr32 = np.full(_LANES, np.float32(1e30))  # padding lanes never pass (finite: see _class_c_rows)
     scale = np.ones(_LANES)
     best_idx = np.zeros(_LANES, np.int64)
     for l in range(L):
