@@ -1,14 +1,24 @@
 #!/usr/bin/env python3
 """Train a Λ24-SQ autoencoder on ../shared/data/train (never Kodak).
 
-One run trains one variable-rate model: each sample keeps a random number k of leading token groups (ordered
-groups), so one set of weights serves every quality level. Loss = mean over the batch of log10(MSE) on [0, 255]
-RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
+One run trains one variable-rate model: each sample keeps the leading token groups of a randomly drawn quality level
+(ordered groups), so one set of weights serves every quality level. Loss = mean over the batch of log10(MSE) on
+[0, 255] RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
 differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
 
-The shipped default model came from (2-core AVX2 CPU, fp32):
+The shipped models came from (2-core AVX2 CPU, fp32). leech-gdn-s16g12 (default) — one run, stopped and resumed
+from its checkpoint with a new --steps (the cosine schedule follows the current --steps; the data stream is the
+same, its state lives in the checkpoint):
 
-    bin/train.py --out runs/l16g8 --steps 7000 --groups 8 --widths 32,64,96,128 --batch 8 --crop 128 --seed 0
+    bin/train.py --out runs/g12 --arch gdn --widths 64,64,64 --groups 12 --steps 20000 --lr 1e-3 --seed 0  # to 250
+    bin/train.py --out runs/g12 --arch gdn --widths 64,64,64 --groups 12 --steps 17000 --lr 1e-3 --seed 0  # to 1750
+    bin/train.py --out runs/g12 --arch gdn --widths 64,64,64 --groups 12 --steps 15000 --lr 1e-3 --seed 0
+    bin/export_model.py runs/g12/checkpoint.pt --id leech-gdn-s16g12 --default --images 600
+
+leech-s16g8 (the first model):
+
+    bin/train.py --out runs/l16g8 --steps 7000 --groups 8 --widths 32,64,96,128 --batch 8 --crop 128 --seed 0 \
+        --arch residual --keep-draw groups --lr 5e-4
     bin/export_model.py runs/l16g8/checkpoint.pt --id leech-s16g8
 
 Progress goes to stdout and ``<out>/log.csv``; ``<out>/checkpoint.pt`` is written every ``--ckpt-every`` steps and
@@ -111,12 +121,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=8000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--stride", type=int, default=16)
-    p.add_argument("--groups", type=int, default=8)
-    p.add_argument("--widths", type=str, default="32,64,96,128")
+    p.add_argument("--groups", type=int, default=12)
+    p.add_argument("--widths", type=str, default="64,64,64")
     p.add_argument("--quantizer", choices=["leech", "bsq"], default="leech")
+    p.add_argument("--arch", choices=["gdn", "residual"], default="gdn", help="transform family (model.py)")
     p.add_argument("--min-keep", type=int, default=1, help="fewest token groups kept in a training sample")
+    p.add_argument("--keep-draw", choices=["qualities", "groups"], default="qualities",
+                   help="draw the groups kept per sample uniformly from the quality levels' group counts, or from "
+                        "1..G (how leech-s16g8 was trained)")
     p.add_argument("--blend-steps", type=int, default=500, help="steps over which quantization is blended in")
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--val-every", type=int, default=1000)
@@ -133,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
 
     qualities = tuple(k for k in (1, 2, 3, 4, 6, 8, 10, 12, 16) if k <= args.groups)
     cfg = ModelConfig(stride=args.stride, groups=args.groups, widths=tuple(int(w) for w in args.widths.split(",")),
-                      quantizer=args.quantizer, groups_for_quality=qualities)
+                      quantizer=args.quantizer, arch=args.arch, groups_for_quality=qualities)
     torch.manual_seed(args.seed)
     model = LeechAutoencoder(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -170,13 +184,17 @@ def main(argv: list[str] | None = None) -> None:
                     "args": vars(args) | {"out": str(args.out), "data": str(args.data)}}, tmp)
         tmp.replace(ckpt_path)
 
+    # By default each sample keeps the groups of one quality level, drawn uniformly, so every shipped rate point gets
+    # the same share of training (drawing k uniformly from 1..G starves the low qualities when G is large).
+    draw_from = qualities if args.keep_draw == "qualities" else range(1, cfg.groups + 1)
+    keep_choices = torch.tensor([k for k in draw_from if k >= args.min_keep])
     model.train()
     t_last, psnr_acc, loss_acc, n_acc = time.time(), 0.0, 0.0, 0
     while step < args.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr)
         x = random_batch(train_imgs, args.batch, args.crop, rng).to(device)
-        keep = torch.randint(args.min_keep, cfg.groups + 1, (args.batch,), device=device)
+        keep = keep_choices[torch.randint(len(keep_choices), (args.batch,))].to(device)
         blend = min(1.0, step / args.blend_steps) if args.blend_steps else 1.0
         out = model(x, keep=keep, blend=blend)
         mse = ((out["x_hat"] - x) ** 2).mean(dim=(1, 2, 3))

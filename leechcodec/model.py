@@ -7,8 +7,12 @@ Rate control by ordered token groups: the model is trained with a random number 
 others set to zero, so decoding the first k groups of one model gives k rate points (progressive decoding). Quality
 level q of a model uses ``groups_for_quality[q-1]`` groups.
 
-Layers come from compressai (``ResidualBlock``, ``conv3x3``, ``subpel_conv3x3``); down-sampling is pixel-unshuffle
-followed by a 3×3 conv, which costs far less on a CPU than 5×5 strided convolutions.
+Two families of transforms (``ModelConfig.arch``), all layers from compressai:
+- ``"gdn"``: Ballé et al.'s 5×5 stride-2 convolutions with GDN / inverse GDN (as in compressai's
+  ``FactorizedPrior``). On this CPU it trains about 2× faster per step than ``"residual"`` and reaches a higher
+  PSNR after the same number of steps.
+- ``"residual"``: pixel-unshuffle + 3×3 conv down-sampling with ``ResidualBlock``s, ``subpel_conv3x3`` up-sampling
+  (the first shipped model).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 
 import torch
-from compressai.layers import ResidualBlock, conv3x3, subpel_conv3x3
+from compressai.layers import GDN, ResidualBlock, conv3x3, subpel_conv3x3
+from compressai.models.utils import conv, deconv
 from torch import nn
 
 from leechcodec.quantizer import DIM, BSQQuantizer, LeechQuantizer, unit_vectors
@@ -30,16 +35,20 @@ class ModelConfig:
 
     stride: int = 16  # 8 or 16
     groups: int = 12  # G: 24-d tokens per latent position
-    widths: tuple[int, ...] = (48, 96, 128, 192)  # channels at strides 2, 4, 8, 16
+    widths: tuple[int, ...] = (48, 96, 128, 192)  # channels at strides 2, 4, 8(, 16 for residual)
     quantizer: str = "leech"  # "leech" or "bsq"
+    arch: str = "residual"  # "gdn" or "residual"; configs saved before the field existed are "residual"
     groups_for_quality: tuple[int, ...] = field(default=(1, 2, 3, 4, 6, 8, 10, 12))
 
     def __post_init__(self):
         if self.stride not in (8, 16):
             raise ValueError(f"stride must be 8 or 16, got {self.stride}")
-        levels = int(math.log2(self.stride))
+        if self.arch not in ("gdn", "residual"):
+            raise ValueError(f"arch must be 'gdn' or 'residual', got {self.arch!r}")
+        # residual: one width per stride level; gdn: one per level below the latent (the last conv makes 24·G)
+        levels = int(math.log2(self.stride)) - (self.arch == "gdn")
         if len(self.widths) != levels:
-            raise ValueError(f"stride {self.stride} needs {levels} widths, got {len(self.widths)}")
+            raise ValueError(f"{self.arch} at stride {self.stride} needs {levels} widths, got {len(self.widths)}")
         if self.quantizer not in ("leech", "bsq"):
             raise ValueError(f"quantizer must be 'leech' or 'bsq', got {self.quantizer!r}")
         if not all(1 <= k <= self.groups for k in self.groups_for_quality):
@@ -57,6 +66,12 @@ class ModelConfig:
 
 
 def _analysis(cfg: ModelConfig) -> nn.Sequential:
+    if cfg.arch == "gdn":
+        chans = (3, *cfg.widths)
+        layers = []
+        for a, b in pairwise(chans):
+            layers += [conv(a, b, kernel_size=5, stride=2), GDN(b)]
+        return nn.Sequential(*layers, conv(chans[-1], DIM * cfg.groups, kernel_size=5, stride=2))
     w = cfg.widths
     layers: list[nn.Module] = [nn.PixelUnshuffle(2), conv3x3(12, w[0]), ResidualBlock(w[0], w[0])]
     for a, b in pairwise(w):
@@ -66,6 +81,12 @@ def _analysis(cfg: ModelConfig) -> nn.Sequential:
 
 
 def _synthesis(cfg: ModelConfig) -> nn.Sequential:
+    if cfg.arch == "gdn":
+        chans = (DIM * cfg.groups, *cfg.widths[::-1])
+        layers = []
+        for a, b in pairwise(chans):
+            layers += [deconv(a, b, kernel_size=5, stride=2), GDN(b, inverse=True)]
+        return nn.Sequential(*layers, deconv(chans[-1], 3, kernel_size=5, stride=2))
     w = cfg.widths[::-1]
     layers: list[nn.Module] = [conv3x3(DIM * cfg.groups, w[0]), ResidualBlock(w[0], w[0]), ResidualBlock(w[0], w[0])]
     for a, b in pairwise(w):
