@@ -13,8 +13,8 @@ from PIL import Image
 
 BIN = Path(__file__).resolve().parents[1] / "bin"
 sys.path.insert(0, str(BIN))
-import export_model  # noqa: E402
-import train  # noqa: E402
+import export_model
+import train
 
 TINY = ["--arch", "gdn", "--widths", "8,8,8", "--groups", "2", "--batch", "2", "--crop", "64", "--ckpt-every", "2",
         "--val-every", "2", "--blend-steps", "1", "--seed", "3"]
@@ -39,7 +39,7 @@ def test_train_resume_export_and_code(tmp_path, monkeypatch):
     assert ckpt["step"] == 2 and ckpt["config"]["arch"] == "gdn"
 
     train.main(["--out", str(run), "--data", str(data), "--steps", "4", *TINY])  # resumes at step 2
-    rows = list(csv.DictReader(open(run / "log.csv")))
+    rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
     assert [r["step"] for r in rows] == ["2", "4"]
     assert all(float(r["val_psnr_q2"]) > 0 for r in rows)
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 4
@@ -57,5 +57,5 @@ def test_train_resume_export_and_code(tmp_path, monkeypatch):
     lsq = codec.compress(img, quality=2, model="toy")
     out = codec.decompress(lsq)
     assert out.size == (96, 96)
-    header, net, indices = codec.parse(lsq)
+    header, _, indices = codec.parse(lsq)
     assert header.model_id == "toy" and tuple(indices.shape)[-3:] == (2, 6, 6)  # 2 groups of 6 × 6 tokens
