@@ -6,21 +6,28 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 
-def main() -> None:
-    with open(sys.argv[1]) as f:
-        data = json.load(f)
-    if "--plot" in sys.argv:
-        from pathlib import Path
-
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("result", type=Path, help="JSON written by leechcodec eval --json")
+    p.add_argument("--plot", type=Path, help="redraw the rate-distortion plot into this PNG")
+    args = p.parse_args(argv)
+    try:
+        data = json.loads(args.result.read_text())
+        data["results"], data["comparisons"], data["bd_rate"]  # the fields the tables need
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        p.exit(1, f"rd_table.py: error: {args.result} is not a leechcodec eval result ({e})\n")
+    if args.plot:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from leechcodec.evaluate import curves_from_json, load_anchors, plot
 
-        plot(curves_from_json(data), load_anchors(), Path(sys.argv[sys.argv.index("--plot") + 1]))
+        plot(curves_from_json(data), load_anchors(), args.plot)
     r = data["results"]
     print(f"**{data['name']}** — {data['description']}; mean over {data['images']} images.\n")
     print("| quality | bpp | PSNR-RGB (dB) | MS-SSIM | encode (s) | decode (s) |")
