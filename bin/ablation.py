@@ -105,8 +105,9 @@ def train_arm(arm: str, args, images) -> tuple[torch.nn.Module, dict]:
             x_hat, lik = net(x)
             bpp = -torch.log2(lik).sum() / (x.shape[0] * x.shape[2] * x.shape[3])
             extra = lam * bpp
-            # steer λ towards the target rate (multiplicative update; the loss's rate weight, not a tuned constant)
-            lam *= math.exp(0.01 * (bpp.item() - args.target_bpp) / args.target_bpp)
+            # steer λ towards the target rate: multiplicative update, at most ±1% per step (the untrained entropy
+            # model starts at several bpp; an unclipped update would let the rate term swamp the distortion)
+            lam *= math.exp(0.01 * max(-1.0, min(1.0, (bpp.item() - args.target_bpp) / args.target_bpp)))
         else:
             blend = min(1.0, step / args.blend_steps)
             y = net.analysis(x)
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bsq-groups", type=int, default=3)
     p.add_argument("--bsq-entropy-weight", type=float, default=0.1)
     p.add_argument("--target-bpp", type=float, default=0.22)
-    p.add_argument("--lambda-init", type=float, default=0.1)
+    p.add_argument("--lambda-init", type=float, default=1.0)
     p.add_argument("--blend-steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
