@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bin"))
 from train import DEFAULT_DATA, load_images, lr_at, random_batch
 
+from leechcodec.codec import _to_rgb8 as to_rgb8  # the codec's own padding and rounding
+from leechcodec.codec import _to_tensor as to_tensor
 from leechcodec.entropy import NUM_SYMBOLS
 from leechcodec.metrics import psnr
 from leechcodec.model import LeechAutoencoder, ModelConfig
@@ -109,17 +111,10 @@ def train_arm(arm: str, args, images) -> tuple[torch.nn.Module, dict]:
             # model starts at several bpp; an unclipped update would let the rate term swamp the distortion)
             lam *= math.exp(0.01 * max(-1.0, min(1.0, (bpp.item() - args.target_bpp) / args.target_bpp)))
         else:
-            blend = min(1.0, step / args.blend_steps)
-            y = net.analysis(x)
-            y_hat, _ = net.quantizer(y)
-            if blend < 1.0:
-                from leechcodec.quantizer import unit_vectors
-
-                z = unit_vectors(y)
-                y_hat = z + blend * (y_hat - z)
-            x_hat = net.synthesis(y_hat)
+            out = net(x, blend=min(1.0, step / args.blend_steps))
+            x_hat = out["x_hat"]
             if arm == "bsq":
-                extra = args.bsq_entropy_weight * bsq_entropy_loss(y)
+                extra = args.bsq_entropy_weight * bsq_entropy_loss(out["y"])
         mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
         loss = torch.log10(mse.clamp_min(1e-10)).mean() + extra
         opt.zero_grad(set_to_none=True)
@@ -136,13 +131,6 @@ def train_arm(arm: str, args, images) -> tuple[torch.nn.Module, dict]:
     return net.eval(), {"train_seconds": round(time.time() - t0, 1), "log": log}
 
 
-def pad16(img: np.ndarray) -> torch.Tensor:
-    h, w = img.shape[:2]
-    ph, pw = -h % 16, -w % 16
-    img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
-    return torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255)
-
-
 @torch.no_grad()
 def fit_prior(arm: str, net, images, n: int = 400) -> np.ndarray | None:
     """Static prior from centre crops of n training images: index histograms (Λ24) or bit frequencies (BSQ)."""
@@ -153,7 +141,7 @@ def fit_prior(arm: str, net, images, n: int = 400) -> np.ndarray | None:
     for img in images[:n]:
         h, w = (min(512, d) // 16 * 16 for d in img.shape[:2])
         y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-        _, idx = net.quantizer(net.analysis(pad16(img[y0:y0 + h, x0:x0 + w])))
+        _, idx = net.quantizer(net.analysis(to_tensor(img[y0:y0 + h, x0:x0 + w], 16, "cpu")))
         idx = idx[0].reshape(idx.shape[1], -1)
         if arm == "leech":
             c = np.stack([np.bincount(g.numpy(), minlength=NUM_SYMBOLS) for g in idx])
@@ -170,7 +158,7 @@ def measure(arm: str, net, prior, kodak: list[Path]) -> dict:
     bpps, psnrs = [], []
     for path in kodak:
         img = np.asarray(Image.open(path).convert("RGB"))
-        x = pad16(img)
+        x = to_tensor(img, 16, "cpu")
         if arm == "scalar":
             y = net.g_a(x - 0.5)
             y_hat, lik = net.entropy_bottleneck(y, training=False)
@@ -186,8 +174,7 @@ def measure(arm: str, net, prior, kodak: list[Path]) -> dict:
                 b = (idx[..., None] >> np.arange(DIM)) & 1
                 p1 = prior[:, None, :, 0]
                 bits = float(-(np.log2(np.where(b == 1, p1, 1 - p1))).sum())
-        out = (x_hat.clamp(0, 1)[0, :, : img.shape[0], : img.shape[1]].permute(1, 2, 0) * 255).round().byte()
-        psnrs.append(psnr(img, out.numpy()))
+        psnrs.append(psnr(img, to_rgb8(x_hat, *img.shape[:2])))
         bpps.append(bits / (img.shape[0] * img.shape[1]))
     return {"bpp": round(float(np.mean(bpps)), 4), "psnr": round(float(np.mean(psnrs)), 3)}
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Freeze a training checkpoint into a shipped model: fit the static prior, hash, name, register.
 
-    bin/export_model.py runs/l16g8/checkpoint.pt --id leech-s16g8 [--images 600] [--default]
+    bin/export_model.py runs/g12/checkpoint.pt --id leech-gdn-s16g12 [--images 600] [--default]
 
 The prior per token group is the Laplace-smoothed histogram of the indices the trained encoder produces on training
 images (never Kodak) — the closed-form minimizer of the rate term −log2 p(index). It is stored as uint16
@@ -49,7 +49,7 @@ def count_indices(net: LeechAutoencoder, images: list[np.ndarray], crop: int = 5
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--id", required=True, help="model id, e.g. leech-s16g8")
+    p.add_argument("--id", required=True, help="model id, e.g. leech-gdn-s16g12")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--images", type=int, default=600, help="training images used to fit the prior")
     p.add_argument("--default-quality", type=int, default=4)

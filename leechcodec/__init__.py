@@ -5,7 +5,7 @@ Python API::
     import leechcodec
     data = leechcodec.compress("photo.png", quality=3)   # .lsq bytes
     image = leechcodec.decompress(data)                  # PIL.Image
-    leechcodec.list_models(); leechcodec.load_model("leech-s16g8")
+    leechcodec.list_models(); leechcodec.load_model("leech-gdn-s16g12")
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ class LeechAutoencoder(nn.Module):
             y_hat = z + blend * (y_hat - z)
         if keep is not None:
             y_hat = y_hat * self.group_mask(keep)
-        return {"x_hat": self.synthesis(y_hat), "indices": indices}
+        return {"x_hat": self.synthesis(y_hat), "indices": indices, "y": y}
 
     # ---------------------------------------------------------------------------------------- inference API
     @torch.no_grad()
