@@ -35,14 +35,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bin"))
+from export_model import count_indices
 from train import DEFAULT_DATA, load_images, lr_at, random_batch
 
 from leechcodec.codec import _to_rgb8 as to_rgb8  # the codec's own padding and rounding
 from leechcodec.codec import _to_tensor as to_tensor
-from leechcodec.entropy import NUM_SYMBOLS
 from leechcodec.metrics import psnr
 from leechcodec.model import LeechAutoencoder, ModelConfig
-from leechcodec.quantizer import DIM
+from leechcodec.quantizer import DIM, unit_vectors
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 
@@ -51,8 +51,7 @@ def bsq_entropy_loss(y: torch.Tensor, tau: float = 10.0, gamma: float = 1.0) -> 
     """BSQ's entropy regularizer, factorized over the 24 bits of each token: mean per-token bit entropy (push codes
     to be confident) minus γ · entropy of the batch-mean bit probabilities (spread the codebook's usage)."""
     b, c, h, w = y.shape
-    u = y.reshape(b, c // DIM, DIM, h, w)
-    u = u / u.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    u = unit_vectors(y).reshape(b, c // DIM, DIM, h, w)
     p = torch.sigmoid(2 * tau * u)  # q(bit = +) under the soft assignment
 
     def h2(q):
@@ -133,22 +132,21 @@ def train_arm(arm: str, args, images) -> tuple[torch.nn.Module, dict]:
 
 @torch.no_grad()
 def fit_prior(arm: str, net, images, n: int = 400) -> np.ndarray | None:
-    """Static prior from centre crops of n training images: index histograms (Λ24) or bit frequencies (BSQ)."""
+    """Static prior from centre crops (≤ 512 px) of n training images: the index histograms export_model.py fits
+    (Λ24), or per-bit frequencies (BSQ)."""
     if arm == "scalar":
         net.entropy_bottleneck.update(force=True)
         return None
-    counts = None
-    for img in images[:n]:
-        h, w = (min(512, d) // 16 * 16 for d in img.shape[:2])
-        y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-        _, idx = net.quantizer(net.analysis(to_tensor(img[y0:y0 + h, x0:x0 + w], 16, "cpu")))
-        idx = idx[0].reshape(idx.shape[1], -1)
-        if arm == "leech":
-            c = np.stack([np.bincount(g.numpy(), minlength=NUM_SYMBOLS) for g in idx])
-        else:
+    if arm == "leech":
+        counts = count_indices(net, images[:n])
+    else:
+        counts = 0
+        for img in images[:n]:
+            h, w = (min(512, d) // 16 * 16 for d in img.shape[:2])
+            y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+            idx = net.encode(to_tensor(img[y0:y0 + h, x0:x0 + w], 16, "cpu"))[0].reshape(net.cfg.groups, -1)
             bits = (idx[..., None] >> torch.arange(DIM)) & 1  # [G, n, 24]
-            c = np.stack([bits.sum(1).numpy(), (1 - bits).sum(1).numpy()], -1)  # [G, 24, 2]
-        counts = c if counts is None else counts + c
+            counts = counts + np.stack([bits.sum(1).numpy(), (1 - bits).sum(1).numpy()], -1)  # [G, 24, 2]
     counts = counts + 0.5
     return counts / counts.sum(-1, keepdims=True)
 

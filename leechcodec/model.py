@@ -9,8 +9,7 @@ level q of a model uses ``groups_for_quality[q-1]`` groups.
 
 Two families of transforms (``ModelConfig.arch``), all layers from compressai:
 - ``"gdn"``: Ballé et al.'s 5×5 stride-2 convolutions with GDN / inverse GDN (as in compressai's
-  ``FactorizedPrior``). On this CPU it trains about 2× faster per step than ``"residual"`` and reaches a higher
-  PSNR after the same number of steps.
+  ``FactorizedPrior``); fewer operations per pixel than ``"residual"`` (the default model's transforms).
 - ``"residual"``: pixel-unshuffle + 3×3 conv down-sampling with ``ResidualBlock``s, ``subpel_conv3x3`` up-sampling
   (the first shipped model).
 """
