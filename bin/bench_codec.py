@@ -4,7 +4,9 @@
     bin/bench_codec.py [IMAGE] [-q QUALITY] [--runs 5] [--threads 0] [--resize 4000x3000]
 
 IMAGE defaults to ../shared/data/kodak/kodim01.png (768x512). Prints model load time separately, the median encode
-and decode times over the runs, and the process's peak resident memory.
+and decode times over the runs (whole pipeline: image → file → image), and the process's peak resident memory.
+For a model with a conditional prior both entropy models are timed side by side, interleaved run by run, with the
+ratio conditional / static.
 """
 
 from __future__ import annotations
@@ -50,23 +52,33 @@ def main() -> None:
 
         w, h = (int(v) for v in args.resize.split("x"))
         rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
-    enc = encode_image(model, rgb, args.quality)  # warm-up (kernel caches)
-    decode_indices(model, *parse(enc.data)[2:], rgb.shape[0], rgb.shape[1])
-    enc_t, dec_t = [], []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        enc = encode_image(model, rgb, args.quality)
-        enc_t.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        header, m, idx = parse(enc.data)
-        decode_indices(m, idx, header.height, header.width)
-        dec_t.append(time.perf_counter() - t0)
+    priors = ["static", "conditional"] if model.context is not None else ["static"]
+    times = {pr: ([], []) for pr in priors}
+    sizes = {}
+    for run in range(args.runs + 1):  # run 0 is a warm-up (kernel caches)
+        for pr in priors:
+            t0 = time.perf_counter()
+            enc = encode_image(model, rgb, args.quality, pr)
+            t1 = time.perf_counter()
+            header, m, idx = parse(enc.data)
+            decode_indices(m, idx, header.height, header.width)
+            t2 = time.perf_counter()
+            sizes[pr] = enc
+            if run:
+                times[pr][0].append(t1 - t0)
+                times[pr][1].append(t2 - t1)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"image {args.image.name} {rgb.shape[1]}x{rgb.shape[0]}, model {model.model_id}, "
-          f"{len(enc.data)} bytes = {enc.bpp:.4f} bpp, torch threads {torch.get_num_threads()}")
+          f"quality {args.quality or model.meta.get('default_quality')}, torch threads {torch.get_num_threads()}")
     print(f"import {t_import:.2f} s, model load {t_load:.2f} s")
-    print(f"encode median {statistics.median(enc_t):.3f} s  (runs: {', '.join(f'{t:.3f}' for t in enc_t)})")
-    print(f"decode median {statistics.median(dec_t):.3f} s  (runs: {', '.join(f'{t:.3f}' for t in dec_t)})")
+    med = {pr: (statistics.median(e), statistics.median(d)) for pr, (e, d) in times.items()}
+    print(f"{'prior':<12} {'bytes':>8} {'bpp':>8} {'encode s':>9} {'decode s':>9}   (medians of {args.runs} runs)")
+    for pr in priors:
+        print(f"{pr:<12} {len(sizes[pr].data):>8} {sizes[pr].bpp:8.4f} {med[pr][0]:9.3f} {med[pr][1]:9.3f}")
+    if len(priors) == 2:
+        (es, ds), (ec, dc) = med["static"], med["conditional"]
+        print(f"conditional / static: size {len(sizes['conditional'].data) / len(sizes['static'].data):.3f}, "
+              f"encode time {ec / es:.2f}x, decode time {dc / ds:.2f}x")
     print(f"peak resident memory {peak_mb:.0f} MB")
 
 

@@ -1,6 +1,6 @@
 """The .lsq file: byte layout, writing, and validated reading.
 
-All integers little-endian. Layout of format version 1::
+All integers little-endian. Layout of format version 1 (static prior, ``entropy``)::
 
     offset  size  field
     0       4     magic b"\\x89LSQ"
@@ -16,6 +16,14 @@ All integers little-endian. Layout of format version 1::
     31+n    4m    payload: m uint32 words of the range coder
     31+n+4m 4     CRC32 (zlib) over every preceding byte
 
+Format version 2 (conditional prior, ``conditional``) inserts one field after the weights hash, so every later
+offset moves by 8::
+
+    14+n    8     conditional-prior hash: the first 8 bytes of the SHA-256 of the model's conditional-prior file
+
+and its payload codes each token in two or three symbols (class, then one or two sub-symbols), in the order of
+``context``. A reader of version 2 reads version 1 files unchanged.
+
 bpp = 8 × file size / (H·W), header included. Every size is checked against limits and against the file length
 before anything is allocated; the CRC is checked before the payload is used.
 """
@@ -29,14 +37,16 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = b"\x89LSQ"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2  # the newest version this module writes (with a conditional prior)
+SUPPORTED_VERSIONS = (1, 2)
 MAX_ID_LEN = 64
 MAX_SIDE = 1 << 16  # 65,536 pixels per side
 MAX_PIXELS = 1 << 28  # 268 M pixels
 HASH_LEN = 8
 _FIXED = struct.Struct("<4sBB")  # magic, version, id length
-_TAIL = struct.Struct("<8sIIBII")  # weights hash, H, W, groups, symbols, words
+_TAIL = {1: struct.Struct("<8sIIBII"),  # weights hash, H, W, groups, symbols, words
+         2: struct.Struct("<8s8sIIBII")}  # weights hash, conditional-prior hash, H, W, groups, symbols, words
+_CODED_SYMBOLS_PER_TOKEN = {1: 1, 2: 3}  # at most
 _CRC = struct.Struct("<I")
 
 
@@ -51,13 +61,23 @@ class Header:
     height: int
     width: int
     groups: int
-    symbols: int
+    symbols: int  # tokens: groups × latent positions
     words: int
+    prior_hash: bytes | None = None  # 8 bytes in version 2 (conditional prior); None in version 1 (static prior)
+
+    @property
+    def version(self) -> int:
+        return 1 if self.prior_hash is None else 2
 
     def describe(self) -> dict:
-        return {"format_version": FORMAT_VERSION, "model_id": self.model_id, "weights_hash": self.weights_hash.hex(),
-                "height": self.height, "width": self.width, "groups": self.groups, "symbols": self.symbols,
-                "payload_words": self.words}
+        d = {"format_version": self.version, "model_id": self.model_id, "weights_hash": self.weights_hash.hex(),
+             "height": self.height, "width": self.width, "groups": self.groups, "symbols": self.symbols,
+             "payload_words": self.words}
+        if self.prior_hash is not None:
+            d["prior"], d["prior_hash"] = "conditional", self.prior_hash.hex()
+        else:
+            d["prior"] = "static"
+        return d
 
 
 def _check_dims(height: int, width: int) -> None:
@@ -71,14 +91,16 @@ def pack(header: Header, words: np.ndarray) -> bytes:
     model_id = header.model_id.encode("ascii")
     if not 1 <= len(model_id) <= MAX_ID_LEN:
         raise ValueError(f"model id must be 1..{MAX_ID_LEN} ASCII characters")
-    if len(header.weights_hash) != HASH_LEN:
-        raise ValueError(f"weights hash must be {HASH_LEN} bytes")
+    if len(header.weights_hash) != HASH_LEN or (header.prior_hash is not None and len(header.prior_hash) != HASH_LEN):
+        raise ValueError(f"hashes must be {HASH_LEN} bytes")
     _check_dims(header.height, header.width)
     if not 1 <= header.groups <= 255:
         raise ValueError("groups must be in 1..255")
     words = np.ascontiguousarray(words, dtype="<u4")
-    body = (_FIXED.pack(MAGIC, FORMAT_VERSION, len(model_id)) + model_id +
-            _TAIL.pack(header.weights_hash, header.height, header.width, header.groups, header.symbols, len(words)) +
+    hashes = (header.weights_hash,) if header.prior_hash is None else (header.weights_hash, header.prior_hash)
+    body = (_FIXED.pack(MAGIC, header.version, len(model_id)) + model_id +
+            _TAIL[header.version].pack(*hashes, header.height, header.width, header.groups, header.symbols,
+                                       len(words)) +
             words.tobytes())
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -98,10 +120,13 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
                           f"{', '.join(map(str, SUPPORTED_VERSIONS))})")
     if not 1 <= id_len <= MAX_ID_LEN:
         raise FormatError(f"corrupt header (model id length {id_len})")
-    head_end = _FIXED.size + id_len + _TAIL.size
+    tail = _TAIL[version]
+    head_end = _FIXED.size + id_len + tail.size
     if len(data) < head_end + _CRC.size:
         raise FormatError(f"truncated file ({len(data)} bytes, header alone needs {head_end + _CRC.size})")
-    weights_hash, height, width, groups, symbols, words = _TAIL.unpack_from(data, _FIXED.size + id_len)
+    fields = tail.unpack_from(data, _FIXED.size + id_len)
+    weights_hash, prior_hash = fields[0], (fields[1] if version == 2 else None)
+    height, width, groups, symbols, words = fields[-5:]
     expected = head_end + 4 * words + _CRC.size
     if len(data) < expected:
         raise FormatError(f"truncated file ({len(data)} of {expected} bytes)")
@@ -117,8 +142,8 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     _check_dims(height, width)
     if groups < 1:
         raise FormatError("corrupt header (zero token groups)")
-    # a 24-bit fixed-point coder spends at most 24 bits per symbol, plus the coder's final words
-    if words > (24 * symbols) // 32 + 2:
+    # a 24-bit fixed-point coder spends at most 24 bits per coded symbol, plus the coder's final words
+    if words > (24 * _CODED_SYMBOLS_PER_TOKEN[version] * symbols) // 32 + 2:
         raise FormatError("corrupt header (payload larger than the symbol count allows)")
     payload = np.frombuffer(data, dtype="<u4", count=words, offset=head_end).astype(np.uint32)
-    return Header(model_id, weights_hash, height, width, groups, symbols, words), payload
+    return Header(model_id, weights_hash, height, width, groups, symbols, words, prior_hash), payload

@@ -52,6 +52,10 @@ def _read_input(path: Path) -> bytes:
     return path.read_bytes()
 
 
+PRIOR_OPTION = click.option("--prior", type=click.Choice(["auto", "conditional", "static"]), default="auto",
+                            show_default=True,
+                            help="entropy model: conditional (format 2), static (format 1), auto = conditional when "
+                                 "the model has one")
 DEVICE_OPTION = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
                              show_default=True, help="where the network runs")
 
@@ -69,9 +73,10 @@ def main() -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="output .lsq (default: INPUT with .lsq)")
 @click.option("-q", "--quality", type=int, default=None, help="quality level 1..N, lowest rate first")
 @click.option("-m", "--model", "model_id", default=None, help="model id (default: the shipped default)")
+@PRIOR_OPTION
 @DEVICE_OPTION
 @click.option("-f", "--force", is_flag=True, help="overwrite an existing output")
-def encode(input: Path, output: Path | None, quality: int | None, model_id: str | None, device: str,
+def encode(input: Path, output: Path | None, quality: int | None, model_id: str | None, prior: str, device: str,
            force: bool) -> None:
     """Compress an image (anything Pillow reads) into a .lsq file."""
     from leechcodec.codec import encode_image
@@ -83,7 +88,7 @@ def encode(input: Path, output: Path | None, quality: int | None, model_id: str 
     try:
         rgb = read_image(input)
         model = load_model(model_id, _device(device))
-        enc = encode_image(model, rgb, quality)
+        enc = encode_image(model, rgb, quality, prior)
     except (ImageError, ValueError) as e:
         raise UserError(f"{input}: {e}" if isinstance(e, ImageError) else str(e)) from None
     write_atomic(output, enc.data)
@@ -168,9 +173,10 @@ def models(as_json: bool) -> None:
 @click.option("--plot", "plot_out", type=click.Path(path_type=Path), help="write RD plots (PNG) here")
 @click.option("--log-rate", is_flag=True, help="logarithmic bpp axis in the plot")
 @click.option("--update-registry", is_flag=True, help="store the measured means in models/zoo.json")
+@PRIOR_OPTION
 @DEVICE_OPTION
 def eval_command(dataset: Path, qualities: str, model_id: str | None, compare: str, json_out: Path | None,
-                 csv_out: Path | None, plot_out: Path | None, log_rate: bool, update_registry: bool,
+                 csv_out: Path | None, plot_out: Path | None, log_rate: bool, update_registry: bool, prior: str,
                  device: str) -> None:
     """Rate–distortion of leechcodec (real files) beside classic codecs, with BD-rates and plots."""
     from leechcodec import evaluate, zoo
@@ -182,7 +188,8 @@ def eval_command(dataset: Path, qualities: str, model_id: str | None, compare: s
         for q in qs:
             model.groups_for(q)
         codecs = [c.strip() for c in compare.split(",") if c.strip()]
-        result = evaluate.run(dataset, model, qs, codecs, json_out, csv_out, plot_out, log_rate, echo=click.echo)
+        result = evaluate.run(dataset, model, qs, codecs, json_out, csv_out, plot_out, log_rate, echo=click.echo,
+                              prior=prior)
     except ValueError as e:
         raise UserError(str(e)) from None
     if update_registry:

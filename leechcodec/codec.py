@@ -3,6 +3,9 @@
 ``encode_image``/``decode_indices`` go pixels ↔ indices with a model; ``compress``/``decompress`` go images ↔ bytes
 and are what users call. The decoder is chosen by the model id in the file, and the weights hash in the file must
 match the loaded weights.
+
+Two entropy models: the static prior (``entropy``, format version 1) and the conditional prior (``conditional``,
+format version 2), used by default when the model ships one. Files of either version decode.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class Encoded:
     indices: np.ndarray  # [k, h, w] int64
     height: int
     width: int
-    information_bits: float  # −Σ log2 p(index) under the model's prior
+    information_bits: float  # −Σ log2 p(index) under the prior that coded the file
 
     @property
     def bpp(self) -> float:
@@ -50,15 +53,32 @@ def _to_rgb8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
     return x.permute(1, 2, 0).cpu().numpy()
 
 
-def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None) -> Encoded:
+PRIORS = ("auto", "static", "conditional")
+
+
+def encode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: int, prior: str = "auto") -> Encoded:
+    """Indices [k, h, w] → the file. prior: "conditional" (format 2), "static" (format 1), or "auto" (conditional
+    when the model ships one)."""
+    if prior not in PRIORS:
+        raise ValueError(f"unknown prior {prior!r}: valid priors are {', '.join(PRIORS)}")
+    if prior == "conditional" and model.context is None:
+        raise ValueError(f"model {model.model_id} has no conditional prior")
+    if prior != "static" and model.context is not None:
+        words, bits = model.context.encode(indices)
+        prior_hash = model.context_hash
+    else:
+        words, bits, prior_hash = model.prior.encode(indices), model.prior.information_bits(indices), None
+    k = indices.shape[0]
+    header = bitstream.Header(model.model_id, model.weights_hash, height, width, k, indices.size, len(words),
+                              prior_hash)
+    return Encoded(bitstream.pack(header, words), indices, height, width, bits)
+
+
+def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None, prior: str = "auto") -> Encoded:
     groups = model.groups_for(quality)
-    h, w = rgb.shape[:2]
     device = next(model.net.parameters()).device
     indices = model.net.encode(_to_tensor(rgb, model.config.stride, device), groups)[0].numpy()
-    words = model.prior.encode(indices)
-    header = bitstream.Header(model.model_id, model.weights_hash, h, w, groups, indices.size, len(words))
-    data = bitstream.pack(header, words)
-    return Encoded(data, indices, h, w, model.prior.information_bits(indices))
+    return encode_indices(model, indices, *rgb.shape[:2], prior)
 
 
 def decode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -80,6 +100,12 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
     h, w = -(-header.height // s), -(-header.width // s)
     if header.groups > model.config.groups or header.symbols != header.groups * h * w:
         raise bitstream.FormatError("corrupt header (symbol count does not match the image size)")
+    if header.prior_hash is not None:
+        if model.context is None or header.prior_hash != model.context_hash:
+            have = model.context_hash.hex() if model.context is not None else "none"
+            raise bitstream.FormatError(f"file needs conditional prior {header.prior_hash.hex()} of model "
+                                        f"{header.model_id!r}, which is not available (have {have})")
+        return header, model, model.context.decode(words, header.groups, h, w)
     # Under the static prior no symbol costs less than −log2(max p): a payload shorter than that cannot hold the
     # declared image. Checked before anything of the image's size is allocated.
     if 32 * header.words + 64 < model.prior.min_bits(header.groups, h * w):
@@ -87,9 +113,11 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
     return header, model, model.prior.decode(words, header.groups, h, w)
 
 
-def compress(image, quality: int | None = None, model: str | None = None, device: str = "cpu") -> bytes:
-    """An image (path, bytes, PIL image or uint8 [H, W, 3]) → .lsq bytes. quality: 1..N, lowest rate first."""
-    return encode_image(load_model(model, device), read_image(image), quality).data
+def compress(image, quality: int | None = None, model: str | None = None, device: str = "cpu",
+             prior: str = "auto") -> bytes:
+    """An image (path, bytes, PIL image or uint8 [H, W, 3]) → .lsq bytes. quality: 1..N, lowest rate first;
+    prior: "auto" (the conditional prior when the model has one), "conditional" or "static"."""
+    return encode_image(load_model(model, device), read_image(image), quality, prior).data
 
 
 def decompress(data: bytes, device: str = "cpu") -> Image.Image:

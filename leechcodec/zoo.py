@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from leechcodec import lattice
+from leechcodec.conditional import ConditionalPrior
 from leechcodec.entropy import StaticPrior
 from leechcodec.model import LeechAutoencoder, ModelConfig
 
 WEIGHTS_FORMAT = 1
+CONTEXT_FORMAT = 1  # format of the conditional-prior files (models/<id>-ctx-<sha8>.pt)
 
 
 class ModelError(ValueError):
@@ -59,6 +61,8 @@ class LoadedModel:
     net: LeechAutoencoder
     prior: StaticPrior
     meta: dict
+    context: ConditionalPrior | None = None  # entropy model v2, when the model ships one
+    context_hash: bytes | None = None  # first 8 bytes of the SHA-256 of its file
 
     @property
     def config(self) -> ModelConfig:
@@ -81,15 +85,39 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load and verify one weights file (hash in the name, format, codebook) → LoadedModel."""
-    path = Path(path)
+def _check_name_hash(path: Path) -> str:
+    """The file's SHA-256, after checking that the file exists and its name ends in the first 8 hex digits."""
     if not path.is_file():
         raise ModelError(f"weights file {path} not found")
     digest = file_sha256(path)
     stem = path.stem
     if "-" not in stem or not digest.startswith(stem.rsplit("-", 1)[1]):
         raise ModelError(f"weights file {path.name} does not match the hash in its name (tampered or truncated)")
+    return digest
+
+
+def load_context_file(path: Path, base: LoadedModel) -> LoadedModel:
+    """Attach a conditional prior file (made by bin/train_context.py for exactly these weights) to a model."""
+    path = Path(path)
+    digest = _check_name_hash(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob["format"] != CONTEXT_FORMAT:
+            raise ModelError(f"conditional prior {path.name} has unsupported format {blob['format']}")
+        if bytes.fromhex(blob["base_sha256"][:16]) != base.weights_hash:
+            raise ModelError(f"conditional prior {path.name} was made for other weights of {base.model_id}")
+        context = ConditionalPrior(blob["weights"].numpy(), base.prior.freqs)
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any unpickling or shape problem means a broken file
+        raise ModelError(f"conditional prior {path.name} is unreadable ({type(e).__name__}: {e})") from None
+    return replace(base, context=context, context_hash=bytes.fromhex(digest[:16]))
+
+
+def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load and verify one weights file (hash in the name, format, codebook) → LoadedModel."""
+    path = Path(path)
+    digest = _check_name_hash(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         cfg = ModelConfig.from_dict(blob["config"])
@@ -114,6 +142,8 @@ def _load_cached(model_id: str, device: str) -> LoadedModel:
     if model_id not in reg:
         raise ValueError(f"unknown model {model_id!r}: valid models are {', '.join(sorted(reg))}")
     loaded = load_weights_file(models_dir() / reg[model_id]["file"], device)
+    if "context_prior" in reg[model_id]:
+        loaded = load_context_file(models_dir() / reg[model_id]["context_prior"]["file"], loaded)
     # the registry, not the weights file, says which quality is the default (chosen after measuring on Kodak)
     loaded.meta["default_quality"] = reg[model_id]["default_quality"]
     return loaded

@@ -19,11 +19,17 @@ def fixed_indices() -> np.ndarray:
     return (np.arange(2 * 3 * 5).reshape(2, 3, 5) * 6553 + 17) % 196_560
 
 
-def make_file(prior, indices=None) -> bytes:
+def make_file(prior, indices=None, prior_hash=None) -> bytes:
     indices = fixed_indices() if indices is None else indices
     words = prior.encode(indices)
-    header = Header("test-model", bytes(range(8)), 45, 77, indices.shape[0], indices.size, len(words))
+    header = Header("test-model", bytes(range(8)), 45, 77, indices.shape[0], indices.size, len(words), prior_hash)
     return bitstream.pack(header, words)
+
+
+@pytest.fixture(params=[None, b"ctxprior"], ids=["v1", "v2"])
+def prior_hash(request):
+    """Both layouts: version 1 (static prior) and version 2 (with a conditional-prior hash)."""
+    return request.param
 
 
 def test_golden_bytes(synthetic_prior):
@@ -32,22 +38,23 @@ def test_golden_bytes(synthetic_prior):
     assert data[:4] == b"\x89LSQ" and data[4] == 1
 
 
-def test_round_trip(synthetic_prior):
-    data = make_file(synthetic_prior)
+def test_round_trip(synthetic_prior, prior_hash):
+    data = make_file(synthetic_prior, prior_hash=prior_hash)
     header, words = bitstream.unpack(data)
-    assert header == Header("test-model", bytes(range(8)), 45, 77, 2, 30, len(words))
+    assert header == Header("test-model", bytes(range(8)), 45, 77, 2, 30, len(words), prior_hash)
+    assert data[4] == header.version == (1 if prior_hash is None else 2)
     assert (synthetic_prior.decode(words, 2, 3, 5) == fixed_indices()).all()
 
 
-def test_every_truncation_is_a_clean_error(synthetic_prior):
-    data = make_file(synthetic_prior)
+def test_every_truncation_is_a_clean_error(synthetic_prior, prior_hash):
+    data = make_file(synthetic_prior, prior_hash=prior_hash)
     for n in range(len(data)):
         with pytest.raises(FormatError):
             bitstream.unpack(data[:n])
 
 
-def test_every_flipped_byte_is_a_clean_error(synthetic_prior):
-    data = bytearray(make_file(synthetic_prior))
+def test_every_flipped_byte_is_a_clean_error(synthetic_prior, prior_hash):
+    data = bytearray(make_file(synthetic_prior, prior_hash=prior_hash))
     for i in range(len(data)):
         bad = bytearray(data)
         bad[i] ^= 0x5A

@@ -1,0 +1,309 @@
+"""Entropy model v2: the static prior tilted by context, over a factorized Leech index, and its range coder.
+
+A token's index is coded in two or three small steps, each a categorical with at most 4,096 symbols:
+
+=====  =========================================  ================================================================
+class  steps after the class symbol (0, 1, 2)     tilt added to the static log-frequency, in log2 units
+=====  =========================================  ================================================================
+A      index within class A (1,104)               Σ μ_i c_i
+B      octad (759), then sign pattern (128)       Σ_{i∈octad} ν_i, then Σ μ_i c_i
+C      codeword (4,096), then position j (24)     Σ μ_i (−1)^{c_i}, then −4 (−1)^{c_j} μ_j + ρ_j
+=====  =========================================  ================================================================
+
+The class symbol gets tilt τ (3 values). Each step's static part is the model's static prior (``entropy``), summed
+exactly to that step (e.g. the octad's frequency is the sum over its 128 sign patterns), so with zero tilts the
+product of the steps is exactly the static prior. τ, μ, ν, ρ (75 numbers) are a linear function of the token's
+integer context features (``context``), one weight matrix per group and pass.
+
+Determinism: weights are integers (int16, units of 2^-SHIFT of a LOG_UNIT), features are integers, so every tilt
+is an exact integer (int32 arithmetic, no overflow possible); a symbol's weight is
+``freq × 2^((tilt − max tilt) / 1024)`` evaluated from two fixed tables (exact powers of two and 2^(r/1024) computed
+with ``decimal``, not libm), so the probabilities handed to constriction are the same bits on every machine and at
+any thread count. Nothing here depends on the device that ran the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+
+import constriction
+import numba
+import numpy as np
+
+from leechcodec import context, lattice
+from leechcodec.entropy import NUM_SYMBOLS, DecodeError
+
+LOG_UNIT = 1024  # tilts are integers in units of 1/1024 bit
+SHIFT = 2  # weights carry SHIFT extra fractional bits (stored as int16: at most 8 bits per unit feature)
+OUTPUTS = 3 + 3 * lattice.DIM  # τ (3), μ (24), ν (24), ρ (24)
+MIN_EXP = -1000  # relative weights below 2^-1000 are clamped there (far below the coder's 2^-24 resolution)
+
+
+def _frac_table() -> np.ndarray:
+    """2^(r/1024) for r = 0..1023, correctly rounded by decimal arithmetic (identical on every platform)."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        return np.array([float(Decimal(2) ** (Decimal(r) / LOG_UNIT)) for r in range(LOG_UNIT)])
+
+
+_FRAC = _frac_table()
+_POW2NEG = np.array([2.0 ** -q for q in range(-MIN_EXP + 2)])  # exact powers of two
+
+
+@numba.njit(cache=True)
+def _weights_row(freq, tilt, out):
+    """out[s] = freq[s] · 2^((tilt[s] − max tilt)/1024), clamped at 2^MIN_EXP."""
+    mx = tilt[0]
+    for s in range(1, tilt.shape[0]):
+        mx = max(mx, tilt[s])
+    for s in range(tilt.shape[0]):
+        e = max(tilt[s] - mx, MIN_EXP * LOG_UNIT)  # ≤ 0
+        out[s] = freq[s] * (_POW2NEG[-(e >> 10)] * _FRAC[e & 1023])
+
+
+@numba.njit(cache=True, parallel=True)
+def _class_probs(t, wcls, out):
+    for n in numba.prange(t.shape[0]):
+        tilt = np.empty(3, np.int64)
+        for k in range(3):
+            tilt[k] = t[n, k]
+        _weights_row(wcls, tilt, out[n])
+
+
+@numba.njit(cache=True, parallel=True)
+def _a_probs(t, freq, pairs, out):
+    for n in numba.prange(t.shape[0]):
+        tilt = np.empty(lattice.NUM_A, np.int64)
+        for a in range(lattice.NUM_A):
+            j, k = pairs[a >> 2, 0], pairs[a >> 2, 1]
+            sj = -4 if (a >> 1) & 1 else 4
+            sk = -4 if a & 1 else 4
+            tilt[a] = sj * t[n, 3 + j] + sk * t[n, 3 + k]
+        _weights_row(freq, tilt, out[n])
+
+
+@numba.njit(cache=True, parallel=True)
+def _octad_probs(t, freq, octad_pos, out):
+    for n in numba.prange(t.shape[0]):
+        tilt = np.empty(octad_pos.shape[0], np.int64)
+        for o in range(octad_pos.shape[0]):
+            s = 0
+            for q in range(8):
+                s += t[n, 27 + octad_pos[o, q]]
+            tilt[o] = s
+        _weights_row(freq, tilt, out[n])
+
+
+@numba.njit(cache=True, parallel=True)
+def _sign_probs(t, octads, freq, octad_pos, out):
+    for n in numba.prange(t.shape[0]):
+        tilt = np.empty(128, np.int64)
+        o = octads[n]
+        for b in range(128):
+            s = 0
+            neg = 0
+            for q in range(7):
+                mu = t[n, 3 + octad_pos[o, q]]
+                if (b >> q) & 1:
+                    s -= 2 * mu
+                    neg += 1
+                else:
+                    s += 2 * mu
+            mu = t[n, 3 + octad_pos[o, 7]]
+            s += -2 * mu if neg & 1 else 2 * mu
+            tilt[b] = s
+        _weights_row(freq[o], tilt, out[n])
+
+
+@numba.njit(cache=True, parallel=True)
+def _codeword_probs(t, freq, par_lo, par_hi, out):
+    for n in numba.prange(t.shape[0]):
+        tilt = np.empty(4096, np.int64)
+        half = np.empty((4, 64), np.int64)  # Σ over 6 coordinates of ±μ_i, bit b of h = sign of coordinate 6f+b
+        for f in range(4):
+            for h in range(64):
+                s = 0
+                for b in range(6):
+                    mu = t[n, 3 + 6 * f + b]
+                    s += -mu if (h >> b) & 1 else mu
+                half[f, h] = s
+        for m in range(4096):
+            u = par_lo[m & 63] ^ par_hi[m >> 6]
+            tilt[m] = half[0, m & 63] + half[1, m >> 6] + half[2, u & 63] + half[3, u >> 6]
+        _weights_row(freq, tilt, out[n])
+
+
+@numba.njit(cache=True, parallel=True)
+def _position_probs(t, msgs, freq, par_lo, par_hi, out):
+    for n in numba.prange(t.shape[0]):
+        tilt = np.empty(24, np.int64)
+        m = msgs[n]
+        c = m | ((par_lo[m & 63] ^ par_hi[m >> 6]) << 12)
+        for j in range(24):
+            mu = t[n, 3 + j]
+            tilt[j] = (4 * mu if (c >> j) & 1 else -4 * mu) + t[n, 51 + j]
+        _weights_row(freq[m], tilt, out[n])
+
+
+@numba.njit(cache=True, parallel=True)
+def _linear(feats, wt, out):
+    """out[n] = floor((Σ_k feats[n, k] · wt[k]) / 2^SHIFT) in int32 (no overflow: |feats| ≤ 4, |wt| ≤ 32767, and
+    fewer than 2^14 features), skipping zero features. Integer arithmetic: exact in any order."""
+    for n in numba.prange(feats.shape[0]):
+        acc = np.zeros(wt.shape[1], np.int32)
+        for k in range(feats.shape[1]):
+            f = np.int32(feats[n, k])
+            if f != 0:
+                for o in range(wt.shape[1]):
+                    acc[o] += f * wt[k, o]
+        for o in range(wt.shape[1]):
+            out[n, o] = acc[o] >> SHIFT
+
+
+def split_index(idx: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Indices → (class, sub-index within A, octad, sign bits, codeword message, position)."""
+    cls = (idx >= lattice.OFFSET_B).astype(np.int64) + (idx >= lattice.OFFSET_C)
+    tb = idx - lattice.OFFSET_B
+    tc = idx - lattice.OFFSET_C
+    return cls, idx, tb >> 7, tb & 127, tc // 24, tc % 24
+
+
+@dataclass(frozen=True)
+class StaticTables:
+    """The static prior of one group, summed to each step of the factorized index (all exact integers)."""
+
+    cls: np.ndarray  # [3]
+    a: np.ndarray  # [1104]
+    octad: np.ndarray  # [759]
+    signs: np.ndarray  # [759, 128]
+    codeword: np.ndarray  # [4096]
+    position: np.ndarray  # [4096, 24]
+
+    @classmethod
+    def from_freqs(cls, freqs: np.ndarray) -> StaticTables:
+        f = np.asarray(freqs, np.int64)
+        fa, fb, fc = f[: lattice.OFFSET_B], f[lattice.OFFSET_B: lattice.OFFSET_C], f[lattice.OFFSET_C:]
+        fb, fc = fb.reshape(759, 128), fc.reshape(4096, 24)
+        as_f = lambda x: np.ascontiguousarray(x, np.float64)  # noqa: E731 - integers < 2^53: exact
+        return cls(as_f([fa.sum(), fb.sum(), fc.sum()]), as_f(fa), as_f(fb.sum(1)), as_f(fb), as_f(fc.sum(1)),
+                   as_f(fc))
+
+
+class _Coder:
+    """One interface over constriction's range encoder and decoder: ``code`` encodes the given symbols, or decodes
+    as many symbols as rows of probabilities, and returns them — so the encoder and decoder share one walk."""
+
+    _family = constriction.stream.model.Categorical(perfect=False)
+
+    def __init__(self, words: np.ndarray | None = None):
+        self.decoding = words is not None
+        self._c = (constriction.stream.queue.RangeDecoder(np.ascontiguousarray(words, np.uint32)) if self.decoding
+                   else constriction.stream.queue.RangeEncoder())
+        self.bits = 0.0
+
+    def code(self, symbols: np.ndarray | None, probs: np.ndarray) -> np.ndarray:
+        if len(probs) == 0:
+            return np.zeros(0, np.int64)
+        if self.decoding:
+            symbols = np.asarray(self._c.decode(self._family, probs), np.int64)
+        else:
+            self._c.encode(np.ascontiguousarray(symbols, np.int32), self._family, probs)
+        p = probs[np.arange(len(probs)), symbols] / probs.sum(1)
+        self.bits -= float(np.log2(p).sum())
+        return symbols
+
+    def words(self) -> np.ndarray:
+        return self._c.get_compressed()
+
+
+class ConditionalPrior:
+    """Integer weights [G, passes, OUTPUTS, NUM_FEATURES] (int64, units 2^-SHIFT / LOG_UNIT bit) over the static
+    prior's frequencies [G, 196560]."""
+
+    def __init__(self, weights: np.ndarray, freqs: np.ndarray):
+        w = np.asarray(weights)
+        shape = (len(context.PASSES), OUTPUTS, context.NUM_FEATURES)
+        if w.ndim != 4 or w.shape[1:] != shape or w.dtype.kind != "i":
+            raise ValueError(f"conditional prior weights must be integers [G, {', '.join(map(str, shape))}]")
+        if np.abs(w.astype(np.int64)).max(initial=0) > 32767:
+            raise ValueError("conditional prior weights out of range")  # keeps every sum inside int32
+        if freqs.shape != (w.shape[0], NUM_SYMBOLS):
+            raise ValueError("conditional prior and static prior disagree on the number of groups")
+        self.weights = np.ascontiguousarray(np.swapaxes(w, 2, 3), np.int32)  # [G, passes, features, outputs]
+        self.tables = [StaticTables.from_freqs(f) for f in freqs]
+
+    @property
+    def groups(self) -> int:
+        return self.weights.shape[0]
+
+    def tilts(self, feats: np.ndarray, g: int, p: int) -> np.ndarray:
+        """Features int8 [n, F] → integer tilts [n, OUTPUTS] (exact: floor of the scaled linear map)."""
+        out = np.empty((feats.shape[0], OUTPUTS), np.int64)
+        _linear(feats, self.weights[g, p], out)
+        return out
+
+    def _walk(self, coder: _Coder, k: int, h: int, w: int, indices: np.ndarray | None) -> np.ndarray:
+        """Code (or decode) k groups of an h×w latent in the order of ``context``; returns indices [k, h, w]."""
+        if k > self.groups:
+            raise ValueError(f"expected at most {self.groups} groups, got {k}")
+        out = np.zeros((k, h, w), np.int64)
+        vectors = np.zeros((k, h, w, lattice.DIM), np.int8)
+        T = lattice._T  # small code tables
+        for g in range(k):
+            st = self.tables[g]
+            for p in range(len(context.PASSES)):
+                ys, xs = context.pass_positions(h, w, p)
+                n = len(ys)
+                if n == 0:
+                    continue
+                t = self.tilts(context.features(vectors, g, p), g, p)
+                known = split_index(indices[g, ys, xs]) if indices is not None else (None,) * 6
+                sub = lambda sel, part: None if part is None else part[sel]  # noqa: E731
+                probs = np.empty((n, 3))
+                _class_probs(t, st.cls, probs)
+                cls = coder.code(known[0], probs)
+                idx = np.empty(n, np.int64)
+                sel = np.flatnonzero(cls == 0)
+                probs = np.empty((len(sel), lattice.NUM_A))
+                _a_probs(t[sel], st.a, T["pairs"], probs)
+                idx[sel] = coder.code(sub(sel, known[1]), probs)
+                sel = np.flatnonzero(cls == 1)
+                tb = t[sel]
+                probs = np.empty((len(sel), 759))
+                _octad_probs(tb, st.octad, T["octad_pos"], probs)
+                octad = coder.code(sub(sel, known[2]), probs)
+                probs = np.empty((len(sel), 128))
+                _sign_probs(tb, octad, st.signs, T["octad_pos"], probs)
+                signs = coder.code(sub(sel, known[3]), probs)
+                idx[sel] = lattice.OFFSET_B + 128 * octad + signs
+                sel = np.flatnonzero(cls == 2)
+                tc = t[sel]
+                probs = np.empty((len(sel), 4096))
+                _codeword_probs(tc, st.codeword, T["par_lo"], T["par_hi"], probs)
+                msg = coder.code(sub(sel, known[4]), probs)
+                probs = np.empty((len(sel), 24))
+                _position_probs(tc, msg, st.position, T["par_lo"], T["par_hi"], probs)
+                pos = coder.code(sub(sel, known[5]), probs)
+                idx[sel] = lattice.OFFSET_C + 24 * msg + pos
+                out[g, ys, xs] = idx
+                vectors[g, ys, xs] = lattice.index_to_vector(idx)
+        return out
+
+    def encode(self, indices: np.ndarray) -> tuple[np.ndarray, float]:
+        """indices [k, h, w] → (uint32 words, information content in bits under the model)."""
+        if indices.ndim != 3:
+            raise ValueError(f"expected indices [k, h, w], got {indices.shape}")
+        coder = _Coder()
+        self._walk(coder, *indices.shape, np.asarray(indices, np.int64))
+        return coder.words(), coder.bits
+
+    def information_bits(self, indices: np.ndarray) -> float:
+        return self.encode(indices)[1]
+
+    def decode(self, words: np.ndarray, k: int, h: int, w: int) -> np.ndarray:
+        """uint32 words → indices [k, h, w]. Raises DecodeError on data the model cannot decode."""
+        try:
+            return self._walk(_Coder(words), k, h, w, None)
+        except (AssertionError, ValueError, RuntimeError) as e:
+            raise DecodeError(f"payload does not decode ({e})") from None

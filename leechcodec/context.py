@@ -1,0 +1,71 @@
+"""Coding order and context features of the conditional entropy model (entropy model v2).
+
+Tokens are coded group by group (group 0 first). Within a group the latent positions are coded in three passes over
+a 2×2 grid, so that all tokens of one pass can be coded together (batched) and see the tokens of earlier passes:
+
+========  ======================  ======================================================
+pass      positions (y%2, x%2)    same-group neighbours already known
+========  ======================  ======================================================
+0         (0, 0)                  none
+1         (1, 1)                  the 4 diagonal ones (all pass 0)
+2         (0, 1) and (1, 0)       the 4 horizontal/vertical ones (passes 0 and 1)
+========  ======================  ======================================================
+
+Each token also sees the 3×3 neighbourhood of the previous group (already fully known). A token's features are
+integers: for each of the 8 same-group and 9 previous-group neighbour slots, the neighbour's minimal vector
+(coordinates in −4..4) and its absolute values; zeros where the slot is not available (outside the image, not yet
+coded, or no previous group); and a constant 1. Integer features make the model's arithmetic exact (see
+``conditional``): the encoder and every decoder compute the same numbers on any machine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from leechcodec import lattice
+
+PASSES = (((0, 0),), ((1, 1),), ((0, 1), (1, 0)))
+SAME_GROUP = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+PREV_GROUP = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+SLOTS = len(SAME_GROUP) + len(PREV_GROUP)
+NUM_FEATURES = SLOTS * 2 * lattice.DIM + 1  # (vector, |vector|) per slot, and the constant
+
+
+def _pass_of(py: int, px: int) -> int:
+    return next(p for p, phases in enumerate(PASSES) if (py, px) in phases)
+
+
+def same_group_available(p: int) -> tuple[bool, ...]:
+    """Per SAME_GROUP slot: is that neighbour coded in an earlier pass, for every position of pass p?"""
+    return tuple(all(_pass_of((py + dy) % 2, (px + dx) % 2) < p for py, px in PASSES[p]) for dy, dx in SAME_GROUP)
+
+
+def pass_positions(h: int, w: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) of the positions coded in pass p, in raster order."""
+    ys, xs = np.mgrid[:h, :w]
+    mask = np.zeros((h, w), bool)
+    for py, px in PASSES[p]:
+        mask |= (ys % 2 == py) & (xs % 2 == px)
+    return ys[mask], xs[mask]
+
+
+def features(vectors: np.ndarray, g: int, p: int) -> np.ndarray:
+    """Integer features of the tokens of group g, pass p.
+
+    vectors: int8 [k, h, w, 24], the minimal vectors of the groups; only groups < g and the positions of group g in
+    passes < p are read. Returns int8 [n, NUM_FEATURES] in the order of ``pass_positions``.
+    """
+    _, h, w, d = vectors.shape
+    ys, xs = pass_positions(h, w, p)
+    out = np.zeros((len(ys), SLOTS, 2, d), np.int8)
+    sources = [(g, off, ok) for off, ok in zip(SAME_GROUP, same_group_available(p))]
+    sources += [(g - 1, off, g > 0) for off in PREV_GROUP]
+    for s, (src, (dy, dx), ok) in enumerate(sources):
+        if not ok:
+            continue
+        ny, nx = ys + dy, xs + dx
+        inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+        v = vectors[src, ny[inside], nx[inside]]
+        out[inside, s, 0] = v
+        out[inside, s, 1] = np.abs(v)
+    return np.concatenate([out.reshape(len(ys), -1), np.ones((len(ys), 1), np.int8)], axis=1)

@@ -1,0 +1,156 @@
+"""Entropy model v2 (conditional prior): exact round trips, rate bounds, exactness of the factorization,
+causality of the context, determinism, and format compatibility."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import leechcodec
+from leechcodec import bitstream, context, lattice
+from leechcodec.codec import encode_image, parse
+from leechcodec.conditional import OUTPUTS, ConditionalPrior
+from leechcodec.entropy import DecodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+V1_FILE = Path(__file__).parent / "data" / "gradient-v1.lsq"  # written by commit 1dee6e9 (format 1 only), q2
+
+
+def small_weights(scale: int = 40, groups: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(-scale, scale + 1, (groups, len(context.PASSES), OUTPUTS, context.NUM_FEATURES), dtype=np.int16)
+
+
+def sample(prior, shape, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.choice(lattice.NUM_POINTS, size=shape, p=prior.probabilities(g)) for g in range(2)])
+
+
+def test_round_trip_and_rate_bound(synthetic_prior):
+    cp = ConditionalPrior(small_weights(), synthetic_prior.freqs)
+    for shape in ((9, 11), (1, 1), (2, 7)):
+        idx = sample(synthetic_prior, shape)
+        words, info = cp.encode(idx)
+        assert (cp.decode(words, 2, *shape) == idx).all()
+        assert info - 32 <= 32 * len(words) <= 1.01 * info + 64
+
+
+def test_zero_tilts_are_exactly_the_static_prior(synthetic_prior):
+    """With zero weights the product of the steps is the static prior: same information content."""
+    cp = ConditionalPrior(np.zeros_like(small_weights()), synthetic_prior.freqs)
+    idx = sample(synthetic_prior, (8, 8), seed=1)
+    assert cp.information_bits(idx) == pytest.approx(synthetic_prior.information_bits(idx), rel=1e-9)
+
+
+def test_extreme_weights_still_round_trip(synthetic_prior):
+    """Tilts far beyond the coder's resolution (clamped weights) cannot make a symbol uncodable."""
+    w = np.where(small_weights() > 0, 32767, -32767).astype(np.int16)
+    cp = ConditionalPrior(w, synthetic_prior.freqs)
+    idx = sample(synthetic_prior, (5, 6), seed=2)
+    words, _ = cp.encode(idx)
+    assert (cp.decode(words, 2, 5, 6) == idx).all()
+    assert 32 * len(words) <= 3 * 24 * idx.size + 64
+
+
+@pytest.mark.parametrize("g", [0, 1])
+def test_features_read_only_what_the_decoder_already_has(g):
+    rng = np.random.default_rng(3)
+    h, w = 7, 9
+    vec = lattice.index_to_vector(rng.integers(0, lattice.NUM_POINTS, (2, h, w)))
+    for p in range(len(context.PASSES)):
+        ref = context.features(vec, g, p)
+        garbled = vec.copy()
+        garbled[g + 1:] = 99  # later groups
+        for later in range(p, len(context.PASSES)):  # this and later passes of group g
+            ys, xs = context.pass_positions(h, w, later)
+            garbled[g, ys, xs] = -99
+        assert (context.features(garbled, g, p) == ref).all()
+    # every position is coded in exactly one pass
+    cover = np.zeros((h, w), int)
+    for p in range(len(context.PASSES)):
+        ys, xs = context.pass_positions(h, w, p)
+        cover[ys, xs] += 1
+    assert (cover == 1).all()
+
+
+def test_garbage_payload_decodes_or_fails_cleanly(synthetic_prior):
+    cp = ConditionalPrior(small_weights(), synthetic_prior.freqs)
+    for seed in range(5):
+        words = np.random.default_rng(seed).integers(0, 2**32, 7, dtype=np.uint64).astype(np.uint32)
+        try:
+            idx = cp.decode(words, 2, 4, 5)
+        except DecodeError:
+            continue
+        assert idx.shape == (2, 4, 5) and idx.min() >= 0 and idx.max() < lattice.NUM_POINTS
+
+
+def test_bad_weights_rejected(synthetic_prior):
+    with pytest.raises(ValueError, match="integers"):
+        ConditionalPrior(np.zeros((2, 3, OUTPUTS, 5), np.int16), synthetic_prior.freqs)
+    with pytest.raises(ValueError, match="groups"):
+        ConditionalPrior(small_weights(groups=3), synthetic_prior.freqs)
+
+
+# ---------------------------------------------------------------------------------------------- shipped model
+needs_context = pytest.mark.skipif(leechcodec.load_model().context is None,
+                                   reason="the default model ships no conditional prior")
+
+_THREADS_SCRIPT = """
+import hashlib, numpy as np, leechcodec
+m = leechcodec.load_model()
+idx = np.random.default_rng(5).integers(0, 196560, (3, 6, 10))
+print(hashlib.sha256(m.context.encode(idx)[0].tobytes()).hexdigest())
+"""
+
+
+@needs_context
+def test_same_bits_at_any_thread_count(default_model):
+    idx = np.random.default_rng(5).integers(0, 196560, (3, 6, 10))
+    here = hashlib.sha256(default_model.context.encode(idx)[0].tobytes()).hexdigest()
+    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == here
+
+
+@needs_context
+def test_conditional_files_are_format_2_and_cost_less(default_model, photo):
+    q = default_model.qualities
+    ctx = encode_image(default_model, photo, q)
+    static = encode_image(default_model, photo, q, prior="static")
+    h2, _ = bitstream.unpack(ctx.data)
+    h1, _ = bitstream.unpack(static.data)
+    assert (h2.version, h1.version) == (2, 1) and h2.prior_hash == default_model.context_hash
+    assert (parse(ctx.data)[2] == parse(static.data)[2]).all()  # the same tokens, coded two ways
+    assert np.array_equal(np.asarray(leechcodec.decompress(ctx.data)), np.asarray(leechcodec.decompress(static.data)))
+    # the trained context model must pay off on a natural picture
+    assert ctx.information_bits < 0.95 * static.information_bits, (ctx.information_bits, static.information_bits)
+
+
+@needs_context
+def test_wrong_conditional_prior_is_refused(photo):
+    data = leechcodec.compress(photo, quality=1)
+    header, words = bitstream.unpack(data)
+    other = bitstream.Header(header.model_id, header.weights_hash, header.height, header.width, header.groups,
+                             header.symbols, header.words, b"\1" * 8)
+    with pytest.raises(bitstream.FormatError, match="conditional prior"):
+        leechcodec.decompress(bitstream.pack(other, words))
+
+
+def test_version_1_files_still_decode(default_model):
+    """A file written before format 2 existed decodes, and re-encoding its tokens with the static prior gives the
+    same bytes."""
+    data = V1_FILE.read_bytes()
+    header, model, indices = parse(data)
+    assert header.version == 1
+    from leechcodec.codec import encode_indices
+
+    assert encode_indices(model, indices, header.height, header.width, prior="static").data == data
+    assert leechcodec.decompress(data).size == (header.width, header.height)
