@@ -23,10 +23,12 @@ rank(j, k) = 23j − j(j−1)/2 + (k−j−1); octads are ranked by their 24-bit
 
 Nearest-point search (``quantize``) maximizes the inner product ⟨x, v⟩ over all minimal vectors (they have equal
 norm, so this is the largest cosine) using the code structure instead of the table: class A from the two largest
-|x_i|; classes B and C from the 4,096 Golay correlations of x and |x| (built from 6-bit half tables), which bound
-every octad's and every class-C point's score, so that exact scores are computed only for the few candidates that
-can still win. The kernel builds the correlations for 32 vectors at a time in SIMD lanes, screens the class-C
-codewords in float32 before the exact float64 test, and runs in parallel over chunks of vectors.
+|x_i|; classes B and C from the Golay correlations of |x| (759 octads) and x (4,096 codewords), built from 6-bit half
+tables, which bound every octad's and every class-C point's score (the class-C bound includes a bound on the best
+position's gain), so that exact scores are computed only for the few candidates that can still win. The kernel
+works on 32 vectors at a time in SIMD lanes: it tests the bounds in float32 for all lanes at once, with margins that
+make every float32 test a superset of the exact one, computes exact float64 scores only for the lanes that pass,
+and runs in parallel over chunks of vectors.
 
 Tie-breaking (exact ties only happen for special inputs, e.g. integers): the search order is fixed — class A, then
 B, then C, each in a fixed order, a later candidate replacing the current best only when strictly better; a zero
@@ -41,6 +43,7 @@ import math
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM cttz: the lowest set bit of a lane bitmask
 
 DIM = 24
 NUM_POINTS = 196_560
@@ -240,11 +243,42 @@ def codebook_sha256() -> str:
 _LANES = 32  # vectors processed together in SIMD lanes
 
 
+@numba.njit(cache=True)
+def _half_table(src, base, dst):
+    """dst[h, l] = Σ_b (−1)^{bit b of h} · src[base + b, l] over the 6 coordinates of a field, for all 64 h (each entry
+    from the one without its lowest set bit; s + s is 2·s exactly in both float64 and float32)."""
+    for l in range(_LANES):
+        dst[0, l] = 0.0
+    for b in range(6):
+        for l in range(_LANES):
+            dst[0, l] += src[base + b, l]
+    for h in range(1, 64):
+        b = 0
+        while not (h >> b) & 1:
+            b += 1
+        hp = h & (h - 1)
+        for l in range(_LANES):
+            dst[h, l] = dst[hp, l] - (src[base + b, l] + src[base + b, l])
+
+
+@numba.njit(cache=True)
+def _lim_b(lim, scale):
+    """Float32 class-B limit: lim·scale plus 1e-4 for float32 rounding, kept finite (a margin that dwarfs tiny inputs
+    just lets every octad through)."""
+    return np.float32(min(lim * scale + 1e-4, 1e30))
+
+
+@numba.njit(cache=True)
+def _thr_c(thr, scale):
+    """Float32 class-C threshold: thr·scale minus 1e-4 for float32 rounding, kept finite as fastmath assumes."""
+    return np.float32(max(thr * scale - 1e-4, -1e30))
+
+
 @numba.njit(cache=True, fastmath=True)
 def _class_c_rows(tab32, thr32, par_lo, par_hi, rows):
-    """Float32 pre-filter: writes to rows, in increasing order, the codewords m for which some lane may have
-    T(c) > thr, and returns their number. A superset of the float64 test (thr32 carries a margin far above the
-    float32 rounding and any reordering fastmath does), so the exact stage sees every codeword it would accept.
+    """Float32 pre-filter: writes to rows, in increasing order, the codewords m for which some lane has
+    Σ_f tab32[f, h_f] > thr32 (the class-C bound test, see ``_search_block``), and returns their number. The margin
+    in thr32 covers float32 rounding in any order, so fastmath's reordering keeps this a superset of the exact test.
     All values are finite (padding lanes use a large finite threshold), as fastmath assumes."""
     n = 0
     d = np.empty(_LANES, np.float32)
@@ -269,17 +303,19 @@ def _class_c_rows(tab32, thr32, par_lo, par_hi, rows):
 
 
 @numba.njit(cache=True)
-def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tab, tab32, ta, rows):
+def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tab, tab32, rows):
     """Exact search for up to 32 vectors xb [L, 24] (float64); writes their indices to out [L].
 
-    Scratch (reused across blocks): tab [8, 64, 32] float64; tab32 [4, 64, 32] float32; ta [32, 759];
-    rows [4096] int64.
+    Scratch (reused across blocks): tab [4, 64, 32] float64; tab32 [8, 64, 32] float32; rows [4096] int64.
     The Golay correlations T(c) = ⟨x, (−1)^c⟩ and T'(c) = ⟨|x|, (−1)^c⟩ come from 6-bit half tables (one SIMD lane
-    per vector). They give upper bounds: an octad O scores at most Σ|x| − T'(O) (= 2·Σ_O|x_i|) and a class-C point
-    (c, j) at most T(c) + 4·max|x|. Exact scores (float64) are computed only for candidates whose bound beats the
-    best score so far (plus a rounding margin), in a fixed order with strict improvement, so the answer is the same
-    as a full search with the same tie rule. Class C candidates are first screened in float32 (``_class_c_rows``),
-    with each lane scaled by a power of two (exact) so that float32 neither overflows nor underflows.
+    per vector): T(c) = Σ_f tab[f, h_f] with h_f the f-th 6 bits of c. They give upper bounds: an octad O scores at
+    most Σ|x| − T'(O) (= 2·Σ_O|x_i|), a class-C point (c, j) at most T(c) + 4·G(c) (below). Exact scores (float64) are
+    computed only for candidates whose bound beats the best score so far, in a fixed order with strict improvement,
+    so the answer is the same as a full search with the same tie rule. The bounds are evaluated in float32 on x
+    scaled by 2^-e (exact; Σ|x|·2^-e in [0.5, 1), or below for tiny x, where the float64 margin then lets everything
+    through) against thresholds with a margin that makes every float32 test a superset of the exact one; they are
+    tested for all 32 lanes at once into a lane bitmask (vectorized), and the exact scores are computed lane by lane
+    for the set bits only; each lane still sees its candidates in the fixed order.
     """
     L = xb.shape[0]
     x = np.zeros((24, _LANES))
@@ -287,42 +323,27 @@ def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tab,
         for d in range(24):
             x[d, l] = xb[l, d]
     ax = np.abs(x)
-    # half tables: tab[f] for field f of the signed vector, tab[4 + f] of |x|; bit b of h flips coordinate 6f + b
-    for f in range(8):
-        src = x if f < 4 else ax
-        base = 6 * (f % 4)
-        for l in range(_LANES):
-            acc = 0.0
-            for b in range(6):
-                acc += src[base + b, l]
-            tab[f, 0, l] = acc
-        for h in range(1, 64):
-            b = 0
-            while not (h >> b) & 1:
-                b += 1
-            hp = h & (h - 1)
-            for l in range(_LANES):
-                tab[f, h, l] = tab[f, hp, l] - 2.0 * src[base + b, l]
-    # T' is needed for the 759 octads only: ta[l, o] = T'(octad o) of lane l (lane-major for the scan below)
-    for o in range(octad_msg.shape[0]):
-        m = octad_msg[o]
-        lo = m & 63
-        hi = m >> 6
-        u = par_lo[lo] ^ par_hi[hi]
-        for l in range(_LANES):
-            ta[l, o] = tab[4, lo, l] + tab[5, hi, l] + tab[6, u & 63, l] + tab[7, u >> 6, l]
-    best = np.empty(_LANES)
-    thr = np.full(_LANES, np.inf)
-    thr32 = np.full(_LANES, np.float32(1e30))  # padding lanes never pass (finite: see _class_c_rows)
+    sum_abs = np.zeros(_LANES)
+    margin = np.zeros(_LANES)  # covers float64 rounding of the bounds
     scale = np.ones(_LANES)
+    for l in range(L):
+        for d in range(24):
+            sum_abs[l] += ax[d, l]
+        margin[l] = 1e-9 * (sum_abs[l] + 1.0)
+        if sum_abs[l] > 0.0:
+            scale[l] = math.ldexp(1.0, min(-math.frexp(sum_abs[l])[1], 1000))  # capped: stays finite
+    ax32 = np.empty((24, _LANES), np.float32)
+    for d in range(24):
+        for l in range(_LANES):
+            ax32[d, l] = np.float32(ax[d, l] * scale[l])
+    # half tables: tab[f] of x (float64, for exact class-C scores), tab32[4 + f] of the scaled |x| (class-B bounds)
+    for f in range(4):
+        _half_table(x, 6 * f, tab[f])
+        _half_table(ax32, 6 * f, tab32[4 + f])
+    top_field = np.zeros(_LANES, np.int64)  # field (6 coordinates) holding the largest |x_i|
+    best = np.zeros(_LANES)
     best_idx = np.zeros(_LANES, np.int64)
     for l in range(L):
-        sum_abs = 0.0
-        max_abs = 0.0
-        for d in range(24):
-            sum_abs += ax[d, l]
-            max_abs = max(max_abs, ax[d, l])
-        margin = 1e-9 * (sum_abs + 1.0)  # covers float rounding of the bounds
         # ---- class A: the two largest |x_i| (first occurrence on ties); score 4(|x_j| + |x_k|)
         j1 = 0
         for d in range(1, 24):
@@ -332,14 +353,32 @@ def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tab,
         for d in range(24):
             if d != j1 and ax[d, l] > ax[j2, l]:
                 j2 = d
+        top_field[l] = j1 // 6
         j, k = (j1, j2) if j1 < j2 else (j2, j1)
-        bst = 4.0 * (ax[j, l] + ax[k, l])
-        bidx = 4 * pair_rank[j, k] + 2 * (x[j, l] < 0) + (x[k, l] < 0)
-        # ---- class B: octads in rank order; exact score 2·Σ|x| − 4·min|x| if an odd number of x_i < 0
-        tal = ta[l]
-        for o in range(octad_pos.shape[0]):
-            if sum_abs - tal[o] + margin <= bst:
-                continue
+        best[l] = 4.0 * (ax[j, l] + ax[k, l])
+        best_idx[l] = 4 * pair_rank[j, k] + 2 * (x[j, l] < 0) + (x[k, l] < 0)
+    # ---- class B: octads in rank order; an octad may beat a lane's best only if T'(O) < Σ|x| + margin − best
+    # (tested in float32 against lim32, with 1e-4 on top for float32 rounding: the scaled T' is below 1 and the
+    # scaled best below 6, so rounding stays below 1e-5);
+    # for those lanes the exact score 2·Σ_O|x| − 4·min_O|x| (if an odd number of x_i < 0)
+    lim32 = np.full(_LANES, np.float32(-1e30))  # padding lanes never pass
+    for l in range(L):
+        lim32[l] = _lim_b(sum_abs[l] + margin[l] - best[l], scale[l])
+    for o in range(octad_pos.shape[0]):
+        m = octad_msg[o]
+        lo = m & 63
+        hi = m >> 6
+        u = par_lo[lo] ^ par_hi[hi]
+        a0 = tab32[4, lo]
+        a1 = tab32[5, hi]
+        a2 = tab32[6, u & 63]
+        a3 = tab32[7, u >> 6]
+        mask = 0
+        for l in range(_LANES):  # branch-free so that LLVM vectorizes it
+            mask |= np.int64(a0[l] + a1[l] + a2[l] + a3[l] < lim32[l]) << l
+        while mask:
+            l = trailing_zeros(mask)
+            mask &= mask - 1
             s = 0.0
             nneg = 0
             arg = 0
@@ -352,7 +391,7 @@ def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tab,
             sc = 2.0 * s
             if nneg & 1:
                 sc -= 4.0 * ax[octad_pos[o, arg], l]
-            if sc > bst:
+            if sc > best[l]:
                 bits = 0
                 for q in range(7):
                     isneg = x[octad_pos[o, q], l] < 0
@@ -360,21 +399,45 @@ def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tab,
                         isneg = not isneg
                     if isneg:
                         bits |= 1 << q
-                bst = sc
-                bidx = 1104 + 128 * o + bits
-        best[l] = bst
-        best_idx[l] = bidx
-        thr[l] = bst - 4.0 * max_abs - margin
-        # float32 screen on x scaled by 2^-e (Σ|x|·2^-e in [0.5, 1)): rounding of T there stays below 1e-6, so
-        # the 1e-5 margin makes the screen a superset of the float64 test T(c) > thr
-        if sum_abs > 0.0:
-            scale[l] = math.ldexp(1.0, -math.frexp(sum_abs)[1])
-        thr32[l] = np.float32(thr[l] * scale[l] - 1e-5)
+                best[l] = sc
+                best_idx[l] = 1104 + 128 * o + bits
+                lim32[l] = _lim_b(sum_abs[l] + margin[l] - sc, scale[l])
+    # ---- class C: a point (c, j) scores T(c) + 4·g_j(c), with gain g_j = |x_j| if j is in D(c) = {j : c_j ≠ [x_j < 0]
+    # or x_j = 0}, else −|x_j|. Bound: max_j g_j ≤ G(c) = max(max_{j ∈ F ∩ D(c)} |x_j|, max_{j ∉ F} |x_j|), with F the
+    # field holding the largest |x_i|; G depends on that field's half-table index only, so 4·G is folded into that
+    # field's float32 table, and the screen tests Σ tab32 > thr32, i.e. T(c) + 4·G(c) > best − margin (with 1e-4
+    # below for float32 rounding: the scaled tables and best are below 6 in magnitude, so rounding in any order stays
+    # below 1e-5).
+    # gt[h, l] = G for index h of lane l's top field, built bit by bit like the half tables: a set bit b (c_d = 1)
+    # puts coordinate d = 6F + b in D(c) iff x_d ≥ 0, a clear bit iff x_d ≤ 0
+    gt = np.empty((64, _LANES))
+    g0 = np.empty((6, _LANES))
+    g1 = np.empty((6, _LANES))
+    for l in range(_LANES):
+        g_out = 0.0
+        for d in range(24):
+            if d // 6 != top_field[l]:
+                g_out = max(g_out, ax[d, l])
+        gt[0, l] = g_out
+        for b in range(6):
+            xd = x[6 * top_field[l] + b, l]
+            g1[b, l] = abs(xd) if xd >= 0.0 else 0.0
+            g0[b, l] = abs(xd) if xd <= 0.0 else 0.0
+    for b in range(6):
+        for h in range(1 << b):
+            for l in range(_LANES):
+                gt[h | (1 << b), l] = max(gt[h, l], g1[b, l])
+                gt[h, l] = max(gt[h, l], g0[b, l])
     for f in range(4):
         for h in range(64):
             for l in range(_LANES):
-                tab32[f, h, l] = np.float32(tab[f, h, l] * scale[l])
-    # ---- class C: screened codewords in increasing order, then the exact float64 test per lane
+                g = 4.0 * gt[h, l] if top_field[l] == f else 0.0
+                tab32[f, h, l] = np.float32((tab[f, h, l] + g) * scale[l])
+    thr32 = np.full(_LANES, np.float32(1e30))  # padding lanes never pass (finite: see _class_c_rows)
+    for l in range(L):
+        thr32[l] = _thr_c(best[l] - margin[l], scale[l])
+    # screened codewords in increasing order; per codeword the same float32 test for all lanes at once (a lane bitmask,
+    # with thr32 tightened as best improves), then the exact score only for the lanes that pass
     n = _class_c_rows(tab32, thr32, par_lo, par_hi, rows)
     xt = x.T.copy()  # [lane, coordinate]
     for i in range(n):
@@ -382,23 +445,30 @@ def _search_block(xb, par_lo, par_hi, octad_pos, octad_msg, pair_rank, out, tab,
         lo = m & 63
         hi = m >> 6
         u = par_lo[lo] ^ par_hi[hi]
+        s0 = tab32[0, lo]
+        s1 = tab32[1, hi]
+        s2 = tab32[2, u & 63]
+        s3 = tab32[3, u >> 6]
+        mask = 0
+        for l in range(_LANES):  # branch-free so that LLVM vectorizes it
+            mask |= np.int64(s0[l] + s1[l] + s2[l] + s3[l] > thr32[l]) << l
         c = m | (u << 12)
-        for l in range(L):
-            t = tab[0, lo, l] + tab[1, hi, l] + tab[2, u & 63, l] + tab[3, u >> 6, l]
-            if not t > thr[l]:
-                continue
+        while mask:
+            l = trailing_zeros(mask)
+            mask &= mask - 1
             # best position j: maximize −(−1)^{c_j}·x_j (branch-free max, then its first occurrence)
             xl = xt[l]
             bv = -np.inf
             for d in range(24):
                 bv = max(bv, xl[d] * (2.0 * ((c >> d) & 1) - 1.0))
-            sc = t + 4.0 * bv
+            sc = tab[0, lo, l] + tab[1, hi, l] + tab[2, u & 63, l] + tab[3, u >> 6, l] + 4.0 * bv
             if sc > best[l]:
                 bj = 0
                 while xl[bj] * (2.0 * ((c >> bj) & 1) - 1.0) != bv:
                     bj += 1
                 best[l] = sc
                 best_idx[l] = 98256 + 24 * m + bj
+                thr32[l] = _thr_c(sc - margin[l], scale[l])
     for l in range(L):
         out[l] = best_idx[l]
 
@@ -410,14 +480,13 @@ def _quantize_kernel(x, par_lo, par_hi, octad_pos, octad_msg, pair_rank, nthread
     nchunks = min(nblocks, 4 * nthreads)
     for chunk in numba.prange(nchunks):
         # scratch allocated once per chunk
-        tab = np.empty((8, 64, _LANES))
-        tab32 = np.empty((4, 64, _LANES), np.float32)
-        ta = np.empty((_LANES, octad_msg.shape[0]))
+        tab = np.empty((4, 64, _LANES))
+        tab32 = np.empty((8, 64, _LANES), np.float32)
         rows = np.empty(4096, np.int64)
         for blk in range(chunk * nblocks // nchunks, (chunk + 1) * nblocks // nchunks):
             s = blk * _LANES
             e = min(s + _LANES, n)
-            _search_block(x[s:e], par_lo, par_hi, octad_pos, octad_msg, pair_rank, out[s:e], tab, tab32, ta, rows)
+            _search_block(x[s:e], par_lo, par_hi, octad_pos, octad_msg, pair_rank, out[s:e], tab, tab32, rows)
 
 
 def quantize(x) -> np.ndarray:
@@ -425,6 +494,7 @@ def quantize(x) -> np.ndarray:
 
     Each index names the minimal vector with the largest cosine to x (the brute-force maximum of ⟨x, v⟩; ties
     broken deterministically, see the module docstring). Raises ValueError on a wrong shape or non-finite values.
+    Exact for every finite input with Σ|x| < 2^1020 (beyond that the float64 scores overflow).
     """
     x = np.asarray(x)
     if x.ndim < 1 or x.shape[-1] != DIM:

@@ -122,6 +122,15 @@ def test_ties_are_deterministic_across_runs_and_threads():
     assert results[0][0] == 0  # documented answer for the zero vector
 
 
+def test_scale_invariant_down_to_subnormals():
+    """Power-of-two scaling of integer vectors is exact, so the answers (ties included) must not change."""
+    rng = np.random.default_rng(6)
+    x = rng.integers(-8, 9, (3000, 24)).astype(np.float64)
+    ref = lattice.quantize(x)
+    for k in (-1070, -1040, -1000, -300, 300, 1000):
+        assert (lattice.quantize(np.ldexp(x, k)) == ref).all(), k
+
+
 @pytest.mark.parametrize("bad, message", [
     (np.full((2, 24), np.nan), "NaN"),
     (np.r_[np.inf, np.zeros(23)][None], "Inf"),
