@@ -92,7 +92,8 @@ def main() -> None:
 
     rng = np.random.default_rng(args.seed)
     base = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    seeds = [leechcodec.compress(base, quality=q) for q in (1, 2, 3)]
+    # seeds in both format versions: conditional prior (version 2, when the model has one) and static (version 1)
+    seeds = [leechcodec.compress(base, quality=q, prior=pr) for q in (1, 2, 3) for pr in ("auto", "static")]
     t0 = time.time()
     stats = fuzz(seeds, args.cases, args.seed)
     print(f"{stats['cases']} cases in {time.time() - t0:.0f} s: {stats['decoded']} decoded, "

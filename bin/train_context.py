@@ -81,7 +81,7 @@ def code_length(t: torch.Tensor, targets: np.ndarray, ls: dict, tab: StepTables)
     """Total bits of the tokens under tilts t [N, OUTPUTS] (in bits), the factorized model of ``conditional``."""
     cls, a, octad, signs, msg, pos = (torch.from_numpy(v) for v in conditional.split_index(targets))
     mu, nu, rho = t[:, 3:27], t[:, 27:51], t[:, 51:75]
-    ce = lambda logits, y: torch.nn.functional.cross_entropy(logits * LN2, y, reduction="sum") / LN2  # noqa: E731
+    ce = lambda logits, y: torch.nn.functional.cross_entropy(logits * LN2, y, reduction="sum") / LN2
     bits = ce(ls["cls"] + t[:, :3], cls)
     sa, sb, sc = cls == 0, cls == 1, cls == 2
     if sa.any():

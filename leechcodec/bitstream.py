@@ -21,7 +21,7 @@ offset moves by 8::
 
     14+n    8     conditional-prior hash: the first 8 bytes of the SHA-256 of the model's conditional-prior file
 
-and its payload codes each token in two or three symbols (class, then one or two sub-symbols), in the order of
+and its payload codes each token in at most four symbols (class, then sub-symbols), in the order of
 ``context``. A reader of version 2 reads version 1 files unchanged.
 
 bpp = 8 × file size / (H·W), header included. Every size is checked against limits and against the file length
@@ -46,7 +46,7 @@ HASH_LEN = 8
 _FIXED = struct.Struct("<4sBB")  # magic, version, id length
 _TAIL = {1: struct.Struct("<8sIIBII"),  # weights hash, H, W, groups, symbols, words
          2: struct.Struct("<8s8sIIBII")}  # weights hash, conditional-prior hash, H, W, groups, symbols, words
-_CODED_SYMBOLS_PER_TOKEN = {1: 1, 2: 3}  # at most
+_CODED_SYMBOLS_PER_TOKEN = {1: 1, 2: 4}  # at most (v2: class, and bucket + symbol in it, or two steps)
 _CRC = struct.Struct("<I")
 
 

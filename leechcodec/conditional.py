@@ -1,6 +1,7 @@
 """Entropy model v2: the static prior tilted by context, over a factorized Leech index, and its range coder.
 
-A token's index is coded in two or three small steps, each a categorical with at most 4,096 symbols:
+A token's index is coded in two or three steps, each a categorical with at most 4,096 symbols (steps above 64
+symbols are sent as two symbols, bucket of 64 and position in it, see ``_Coder``):
 
 =====  =========================================  ================================================================
 class  steps after the class symbol (0, 1, 2)     tilt added to the static log-frequency, in log2 units
@@ -38,6 +39,7 @@ LOG_UNIT = 1024  # tilts are integers in units of 1/1024 bit
 SHIFT = 2  # weights carry SHIFT extra fractional bits (stored as int16: at most 8 bits per unit feature)
 OUTPUTS = 3 + 3 * lattice.DIM  # τ (3), μ (24), ν (24), ρ (24)
 MIN_EXP = -1000  # relative weights below 2^-1000 are clamped there (far below the coder's 2^-24 resolution)
+BUCKET = 64  # steps with more symbols are coded as (bucket, symbol within the bucket)
 
 
 def _frac_table() -> np.ndarray:
@@ -185,14 +187,28 @@ class StaticTables:
         f = np.asarray(freqs, np.int64)
         fa, fb, fc = f[: lattice.OFFSET_B], f[lattice.OFFSET_B: lattice.OFFSET_C], f[lattice.OFFSET_C:]
         fb, fc = fb.reshape(759, 128), fc.reshape(4096, 24)
-        as_f = lambda x: np.ascontiguousarray(x, np.float64)  # noqa: E731 - integers < 2^53: exact
+        as_f = lambda x: np.ascontiguousarray(x, np.float64)
         return cls(as_f([fa.sum(), fb.sum(), fc.sum()]), as_f(fa), as_f(fb.sum(1)), as_f(fb), as_f(fc.sum(1)),
                    as_f(fc))
 
 
+@numba.njit(cache=True)
+def _bucket_sums(w, out):
+    """out[n, b] = Σ_{i<BUCKET} w[n, BUCKET·b + i], summed in index order (strict IEEE order: same bits anywhere)."""
+    for n in range(w.shape[0]):
+        for b in range(out.shape[1]):
+            s = 0.0
+            for i in range(BUCKET * b, min(BUCKET * (b + 1), w.shape[1])):
+                s += w[n, i]
+            out[n, b] = s
+
+
 class _Coder:
     """One interface over constriction's range encoder and decoder: ``code`` encodes the given symbols, or decodes
-    as many symbols as rows of probabilities, and returns them — so the encoder and decoder share one walk."""
+    as many symbols as rows of weights, and returns them — so the encoder and decoder share one walk.
+
+    A step with more than BUCKET symbols is coded as two symbols, s // BUCKET (weights: the bucket sums) and then
+    s % BUCKET (weights: the bucket's entries) — the same distribution, but constriction builds small models."""
 
     _family = constriction.stream.model.Categorical(perfect=False)
 
@@ -202,9 +218,26 @@ class _Coder:
                    else constriction.stream.queue.RangeEncoder())
         self.bits = 0.0
 
-    def code(self, symbols: np.ndarray | None, probs: np.ndarray) -> np.ndarray:
-        if len(probs) == 0:
+    def code(self, symbols: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
+        n, k = weights.shape
+        if n == 0:
             return np.zeros(0, np.int64)
+        if k <= BUCKET:
+            return self._code(symbols, weights)
+        buckets = -(-k // BUCKET)
+        sums = np.empty((n, buckets))
+        _bucket_sums(weights, sums)
+        hi = self._code(None if symbols is None else symbols // BUCKET, sums)
+        padded = np.zeros((n, buckets * BUCKET))
+        padded[:, :k] = weights
+        lo = self._code(None if symbols is None else symbols % BUCKET,
+                        padded.reshape(n, buckets, BUCKET)[np.arange(n), hi])
+        out = hi * BUCKET + lo
+        if self.decoding and (out >= k).any():  # zero-weight padding: constriction never yields it; checked anyway
+            raise DecodeError("payload does not decode (symbol out of range)")
+        return out
+
+    def _code(self, symbols: np.ndarray | None, probs: np.ndarray) -> np.ndarray:
         if self.decoding:
             symbols = np.asarray(self._c.decode(self._family, probs), np.int64)
         else:
@@ -244,51 +277,58 @@ class ConditionalPrior:
         return out
 
     def _walk(self, coder: _Coder, k: int, h: int, w: int, indices: np.ndarray | None) -> np.ndarray:
-        """Code (or decode) k groups of an h×w latent in the order of ``context``; returns indices [k, h, w]."""
+        """Code (or decode: indices None) k groups of an h×w latent in the order of ``context``; returns the
+        indices [k, h, w]."""
         if k > self.groups:
             raise ValueError(f"expected at most {self.groups} groups, got {k}")
         out = np.zeros((k, h, w), np.int64)
-        vectors = np.zeros((k, h, w, lattice.DIM), np.int8)
-        T = lattice._T  # small code tables
+        vectors = np.zeros((k, h, w, lattice.DIM), np.int8)  # what the decoder knows so far
         for g in range(k):
-            st = self.tables[g]
             for p in range(len(context.PASSES)):
                 ys, xs = context.pass_positions(h, w, p)
-                n = len(ys)
-                if n == 0:
+                if len(ys) == 0:
                     continue
                 t = self.tilts(context.features(vectors, g, p), g, p)
-                known = split_index(indices[g, ys, xs]) if indices is not None else (None,) * 6
-                sub = lambda sel, part: None if part is None else part[sel]  # noqa: E731
-                probs = np.empty((n, 3))
-                _class_probs(t, st.cls, probs)
-                cls = coder.code(known[0], probs)
-                idx = np.empty(n, np.int64)
-                sel = np.flatnonzero(cls == 0)
-                probs = np.empty((len(sel), lattice.NUM_A))
-                _a_probs(t[sel], st.a, T["pairs"], probs)
-                idx[sel] = coder.code(sub(sel, known[1]), probs)
-                sel = np.flatnonzero(cls == 1)
-                tb = t[sel]
-                probs = np.empty((len(sel), 759))
-                _octad_probs(tb, st.octad, T["octad_pos"], probs)
-                octad = coder.code(sub(sel, known[2]), probs)
-                probs = np.empty((len(sel), 128))
-                _sign_probs(tb, octad, st.signs, T["octad_pos"], probs)
-                signs = coder.code(sub(sel, known[3]), probs)
-                idx[sel] = lattice.OFFSET_B + 128 * octad + signs
-                sel = np.flatnonzero(cls == 2)
-                tc = t[sel]
-                probs = np.empty((len(sel), 4096))
-                _codeword_probs(tc, st.codeword, T["par_lo"], T["par_hi"], probs)
-                msg = coder.code(sub(sel, known[4]), probs)
-                probs = np.empty((len(sel), 24))
-                _position_probs(tc, msg, st.position, T["par_lo"], T["par_hi"], probs)
-                pos = coder.code(sub(sel, known[5]), probs)
-                idx[sel] = lattice.OFFSET_C + 24 * msg + pos
+                known = None if indices is None else indices[g, ys, xs]
+                idx = self._code_tokens(coder, t, self.tables[g], known)
                 out[g, ys, xs] = idx
                 vectors[g, ys, xs] = lattice.index_to_vector(idx)
         return out
+
+    @staticmethod
+    def _code_tokens(coder: _Coder, t: np.ndarray, st: StaticTables, known: np.ndarray | None) -> np.ndarray:
+        """Code the tokens of one pass with tilts t [n, OUTPUTS]: all class symbols, then class A's sub-indices,
+        class B's octads and sign patterns, class C's codewords and positions. Returns their indices [n]."""
+        parts = split_index(known) if known is not None else (None,) * 6
+        pick = lambda part, sel: None if part is None else part[sel]
+        T = lattice._T
+        n = len(t)
+        probs = np.empty((n, 3))
+        _class_probs(t, st.cls, probs)
+        cls = coder.code(parts[0], probs)
+        idx = np.empty(n, np.int64)
+
+        sel = np.flatnonzero(cls == 0)
+        probs = np.empty((len(sel), lattice.NUM_A))
+        _a_probs(t[sel], st.a, T["pairs"], probs)
+        idx[sel] = coder.code(pick(parts[1], sel), probs)
+
+        sel = np.flatnonzero(cls == 1)
+        probs = np.empty((len(sel), len(st.octad)))
+        _octad_probs(t[sel], st.octad, T["octad_pos"], probs)
+        octad = coder.code(pick(parts[2], sel), probs)
+        probs = np.empty((len(sel), 128))
+        _sign_probs(t[sel], octad, st.signs, T["octad_pos"], probs)
+        idx[sel] = lattice.OFFSET_B + 128 * octad + coder.code(pick(parts[3], sel), probs)
+
+        sel = np.flatnonzero(cls == 2)
+        probs = np.empty((len(sel), 4096))
+        _codeword_probs(t[sel], st.codeword, T["par_lo"], T["par_hi"], probs)
+        msg = coder.code(pick(parts[4], sel), probs)
+        probs = np.empty((len(sel), 24))
+        _position_probs(t[sel], msg, st.position, T["par_lo"], T["par_hi"], probs)
+        idx[sel] = lattice.OFFSET_C + 24 * msg + coder.code(pick(parts[5], sel), probs)
+        return idx
 
     def encode(self, indices: np.ndarray) -> tuple[np.ndarray, float]:
         """indices [k, h, w] → (uint32 words, information content in bits under the model)."""

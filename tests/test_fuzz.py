@@ -15,7 +15,7 @@ from fuzz_decoder import fuzz
 def test_fuzz_reduced(photo):
     import leechcodec
 
-    seeds = [leechcodec.compress(photo[:40, :48], quality=q) for q in (1, 2)]
+    seeds = [leechcodec.compress(photo[:40, :48], quality=q, prior=pr) for q in (1, 2) for pr in ("auto", "static")]
     stats = fuzz(seeds, cases=300, seed=1)
     assert stats["crash"] == 0, stats["examples"]
     assert stats["clean_error"] > 0 and stats["cases"] == 300
@@ -25,6 +25,6 @@ def test_fuzz_reduced(photo):
 def test_fuzz_long(photo):
     import leechcodec
 
-    seeds = [leechcodec.compress(photo[:40, :48], quality=q) for q in (1, 3)]
+    seeds = [leechcodec.compress(photo[:40, :48], quality=q, prior=pr) for q in (1, 3) for pr in ("auto", "static")]
     stats = fuzz(seeds, cases=10_000, seed=2)
     assert stats["crash"] == 0, stats["examples"]
