@@ -257,8 +257,9 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
         rows += eval_classic(c, images, bar.update)
     bar.close()
     ours_name = curve_name(model, prior)
-    desc = {ours_name: f"Λ24-SQ, stride {model.config.stride}, real .lsq files",
-            curve_name(model, "static"): "the same model and files with the static prior (format 1)",
+    desc = {curve_name(model, "static"): "the same model and files with the static prior (format 1)",
+            ours_name: f"Λ24-SQ, stride {model.config.stride}, real .lsq files"
+                       + (", conditional prior (format 2)" if model.context is not None and prior != "static" else ""),
             "jpeg": "Pillow JPEG 4:2:0", "webp": "Pillow WebP", "avif": "Pillow AVIF 4:4:4", "jxl": "JPEG XL"}
     curves = curves_from_rows(rows, desc)
     anchors = load_anchors()

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import leechcodec
 from leechcodec.cli import main
 from leechcodec.metrics import bd_rate
 
@@ -34,7 +35,9 @@ def test_eval_command_writes_json_csv_and_plot(dataset, tmp_path):
     assert data["name"].startswith("leechcodec") and data["images"] == 2
     res = data["results"]
     assert res["quality"] == [2] and len(res["bpp"]) == 1 and res["psnr-rgb"][0] > 10
-    assert [c["name"] for c in data["comparisons"]] == ["jpeg"]
+    model = leechcodec.load_model()
+    static = [f"leechcodec {model.model_id} static prior"] if model.context is not None else []
+    assert [c["name"] for c in data["comparisons"]] == static + ["jpeg"]  # the static-prior curve, when it differs
     assert any(t["reference"] == "webp (Pillow)" for t in data["bd_rate"])
     rows = list(csv.DictReader(out["csv"].open()))
     ours = [r for r in rows if r["codec"].startswith("leechcodec") and r["image"] != "MEAN"]
@@ -52,7 +55,8 @@ def test_eval_matches_encode_one_by_one(dataset, tmp_path):
     out = tmp_path / "r.json"
     r = CliRunner().invoke(main, ["eval", str(dataset), "-q", "1", "--compare", "", "--json", str(out)])
     assert r.exit_code == 0, r.output
-    per_image = {row["image"]: row for row in json.loads(out.read_text())["per_image"]}
+    result = json.loads(out.read_text())
+    per_image = {row["image"]: row for row in result["per_image"] if row["codec"] == result["name"]}
     for name in ("a.png", "b.png"):
         rgb = np.asarray(Image.open(dataset / name).convert("RGB"))
         data = leechcodec.compress(dataset / name, quality=1)
