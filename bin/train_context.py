@@ -3,6 +3,12 @@
 
     bin/train_context.py leech-gdn-s16g12 [--images 600] [--steps 400] [--work runs/ctx]
 
+The shipped conditional prior of leech-gdn-s16g12 (models/leech-gdn-s16g12-ctx-98285498.pt) came from
+
+    bin/train_context.py leech-gdn-s16g12 --images 500 --steps 250 --batch 1024 --lr 5e-3
+
+(1,037 s on the 2-core CPU; its output is kept in docs/train_log_leech-gdn-s16g12-ctx.txt).
+
 1. Encodes centre crops (at most 768×768) of training images (never Kodak; the validation images of
    ``bin/train.py`` are held out) with the frozen model and caches the indices in ``--work``.
 2. For each group and pass (see ``leechcodec.context``) fits the linear map from context features to tilts by

@@ -1,7 +1,7 @@
 """Entropy model v2: the static prior tilted by context, over a factorized Leech index, and its range coder.
 
-A token's index is coded in two or three steps, each a categorical with at most 4,096 symbols (steps above 64
-symbols are sent as two symbols, bucket of 64 and position in it, see ``_Coder``):
+A token's index is coded in two or three steps, each a categorical with at most 4,096 symbols (steps above 256
+symbols — A, octad, codeword — are sent as two symbols, bucket of 64 and position in it, see ``_Coder``):
 
 =====  =========================================  ================================================================
 class  steps after the class symbol (0, 1, 2)     tilt added to the static log-frequency, in log2 units
@@ -39,7 +39,7 @@ LOG_UNIT = 1024  # tilts are integers in units of 1/1024 bit
 SHIFT = 2  # weights carry SHIFT extra fractional bits (stored as int16: at most 8 bits per unit feature)
 OUTPUTS = 3 + 3 * lattice.DIM  # τ (3), μ (24), ν (24), ρ (24)
 MIN_EXP = -1000  # relative weights below 2^-1000 are clamped there (far below the coder's 2^-24 resolution)
-BUCKET = 64  # steps with more symbols are coded as (bucket, symbol within the bucket)
+SPLIT_ABOVE, BUCKET = 256, 64  # steps with more symbols are coded as (bucket of 64, symbol within the bucket)
 
 
 def _frac_table() -> np.ndarray:
@@ -64,6 +64,39 @@ def _weights_row(freq, tilt, out):
         out[s] = freq[s] * (_POW2NEG[-(e >> 10)] * _FRAC[e & 1023])
 
 
+@numba.njit(cache=True)
+def _weight(f, tilt, mx):
+    e = max(tilt - mx, MIN_EXP * LOG_UNIT)  # ≤ 0
+    return f * (_POW2NEG[-(e >> 10)] * _FRAC[e & 1023])
+
+
+@numba.njit(cache=True)
+def _emit(tilt, freq, phase, mx, out):
+    """A large step's weights, handed out in two phases so that no [n, K] array is stored and phase 1 computes one
+    bucket only. Phase 0 (tilt, freq: all K entries): mx[0] = the largest tilt, out = the BUCKET-sums of
+    freq · 2^((tilt − mx)/1024) (summed in index order: the same bits anywhere). Phase 1 (tilt, freq: the entries of
+    one bucket): out = their weights with the same mx, zero-padded to BUCKET."""
+    if phase == 0:
+        m = tilt[0]
+        for i in range(1, tilt.shape[0]):
+            m = max(m, tilt[i])
+        mx[0] = m
+        for b in range(out.shape[0]):
+            s = 0.0
+            for i in range(BUCKET * b, min(BUCKET * (b + 1), tilt.shape[0])):
+                s += _weight(freq[i], tilt[i], m)
+            out[b] = s
+    else:
+        for i in range(BUCKET):
+            out[i] = _weight(freq[i], tilt[i], mx[0]) if i < tilt.shape[0] else 0.0
+
+
+@numba.njit(cache=True)
+def _step_range(phase, bucket, k):
+    """Entries computed in a phase: all k (phase 0) or those of the bucket (phase 1)."""
+    return (0, k) if phase == 0 else (BUCKET * bucket, min(BUCKET * (bucket + 1), k))
+
+
 @numba.njit(cache=True, parallel=True)
 def _class_probs(t, wcls, out):
     for n in numba.prange(t.shape[0]):
@@ -74,27 +107,42 @@ def _class_probs(t, wcls, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def _a_probs(t, freq, pairs, out):
+def _a_step(t, freq, pairs, phase, buckets, mx, out):
     for n in numba.prange(t.shape[0]):
-        tilt = np.empty(lattice.NUM_A, np.int64)
-        for a in range(lattice.NUM_A):
+        lo, hi = _step_range(phase, buckets[n], lattice.NUM_A)
+        tilt = np.empty(hi - lo, np.int64)
+        for a in range(lo, hi):
             j, k = pairs[a >> 2, 0], pairs[a >> 2, 1]
             sj = -4 if (a >> 1) & 1 else 4
             sk = -4 if a & 1 else 4
-            tilt[a] = sj * t[n, 3 + j] + sk * t[n, 3 + k]
-        _weights_row(freq, tilt, out[n])
+            tilt[a - lo] = sj * t[n, 3 + j] + sk * t[n, 3 + k]
+        _emit(tilt, freq[lo:hi], phase, mx[n:n + 1], out[n])
 
 
 @numba.njit(cache=True, parallel=True)
-def _octad_probs(t, freq, octad_pos, out):
+def _octad_step(t, freq, octad_pos, phase, buckets, out):
+    """Octad weights freq[o] · Π_{i∈o} F_i with F_i = 2^((ν_i − max ν)/1024) (clamped at 2^(MIN_EXP/8), so no product
+    of eight underflows), multiplied in position order: the tilt Σ_{i∈o} ν_i as a product. Phase 0: bucket sums
+    (accumulated in index order); phase 1: the entries of one bucket, zero-padded."""
     for n in numba.prange(t.shape[0]):
-        tilt = np.empty(octad_pos.shape[0], np.int64)
-        for o in range(octad_pos.shape[0]):
-            s = 0
+        top = t[n, 27]
+        for i in range(1, 24):
+            top = max(top, t[n, 27 + i])
+        fac = np.empty(24)
+        for i in range(24):
+            e = max(t[n, 27 + i] - top, (MIN_EXP // 8) * LOG_UNIT)
+            fac[i] = _POW2NEG[-(e >> 10)] * _FRAC[e & 1023]
+        lo, hi = _step_range(phase, buckets[n], octad_pos.shape[0])
+        for b in range(out.shape[1]):
+            out[n, b] = 0.0
+        for o in range(lo, hi):
+            w = freq[o]
             for q in range(8):
-                s += t[n, 27 + octad_pos[o, q]]
-            tilt[o] = s
-        _weights_row(freq, tilt, out[n])
+                w *= fac[octad_pos[o, q]]
+            if phase == 0:
+                out[n, o // BUCKET] += w  # bucket sums, accumulated in index order
+            else:
+                out[n, o - lo] = w
 
 
 @numba.njit(cache=True, parallel=True)
@@ -119,21 +167,38 @@ def _sign_probs(t, octads, freq, octad_pos, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def _codeword_probs(t, freq, par_lo, par_hi, out):
+def _codeword_step(t, freq, par_lo, par_hi, phase, buckets, out):
+    """Codeword weights freq[m] · Π_f P_f[h_f(m)] with P_f[h] = 2^((half_f[h] − max half_f)/1024) (clamped at
+    2^(MIN_EXP/4), so no product of four underflows): the tilt Σ_f half_f[h_f] = Σ_i μ_i (−1)^{c_i} as a product of
+    four table entries, multiplied in a fixed order. Phase 0: bucket sums (bucket = message >> 6); phase 1: the
+    entries of one bucket."""
     for n in numba.prange(t.shape[0]):
-        tilt = np.empty(4096, np.int64)
-        half = np.empty((4, 64), np.int64)  # Σ over 6 coordinates of ±μ_i, bit b of h = sign of coordinate 6f+b
+        fac = np.empty((4, 64))
         for f in range(4):
+            half = np.empty(64, np.int64)  # Σ over 6 coordinates of ±μ_i, bit b of h = sign of coordinate 6f+b
             for h in range(64):
                 s = 0
                 for b in range(6):
                     mu = t[n, 3 + 6 * f + b]
                     s += -mu if (h >> b) & 1 else mu
-                half[f, h] = s
-        for m in range(4096):
-            u = par_lo[m & 63] ^ par_hi[m >> 6]
-            tilt[m] = half[0, m & 63] + half[1, m >> 6] + half[2, u & 63] + half[3, u >> 6]
-        _weights_row(freq, tilt, out[n])
+                half[h] = s
+            mx = half.max()
+            for h in range(64):
+                e = max(half[h] - mx, (MIN_EXP // 4) * LOG_UNIT)
+                fac[f, h] = _POW2NEG[-(e >> 10)] * _FRAC[e & 1023]
+        first, last = (0, 64) if phase == 0 else (buckets[n], buckets[n] + 1)
+        for hi in range(first, last):
+            acc = 0.0
+            for lo in range(64):
+                m = lo + 64 * hi
+                u = par_lo[lo] ^ par_hi[hi]
+                w = freq[m] * (((fac[0, lo] * fac[1, hi]) * fac[2, u & 63]) * fac[3, u >> 6])
+                if phase == 0:
+                    acc += w
+                else:
+                    out[n, lo] = w
+            if phase == 0:
+                out[n, hi] = acc
 
 
 @numba.njit(cache=True, parallel=True)
@@ -149,16 +214,31 @@ def _position_probs(t, msgs, freq, par_lo, par_hi, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def _linear(feats, wt, out):
-    """out[n] = floor((Σ_k feats[n, k] · wt[k]) / 2^SHIFT) in int32 (no overflow: |feats| ≤ 4, |wt| ≤ 32767, and
-    fewer than 2^14 features), skipping zero features. Integer arithmetic: exact in any order."""
-    for n in numba.prange(feats.shape[0]):
-        acc = np.zeros(wt.shape[1], np.int32)
-        for k in range(feats.shape[1]):
-            f = np.int32(feats[n, k])
-            if f != 0:
-                for o in range(wt.shape[1]):
-                    acc[o] += f * wt[k, o]
+def _context_tilts(vectors, ys, xs, offsets, groups, wt, out):
+    """out[n] = floor((features_n · wt) / 2^SHIFT) for the tokens at (ys, xs), reading the features straight from
+    the vectors (same values and layout as ``context.features``; slot s covers features 48s..48s+47: the vector,
+    then its absolute values; the last feature is the constant 1). int32 arithmetic cannot overflow (|feature| ≤ 4,
+    |weight| ≤ 32767, fewer than 2^14 features) and integer sums are exact in any order."""
+    h, w = vectors.shape[1], vectors.shape[2]
+    k = wt.shape[0]
+    for n in numba.prange(ys.shape[0]):
+        acc = np.empty(wt.shape[1], np.int32)
+        for o in range(wt.shape[1]):
+            acc[o] = wt[k - 1, o]
+        for s in range(offsets.shape[0]):
+            src = groups[s]
+            y = ys[n] + offsets[s, 0]
+            x = xs[n] + offsets[s, 1]
+            if src < 0 or y < 0 or y >= h or x < 0 or x >= w:
+                continue
+            for d in range(24):
+                c = np.int32(vectors[src, y, x, d])
+                if c != 0:
+                    a = abs(c)
+                    r1 = 48 * s + d
+                    r2 = r1 + 24
+                    for o in range(wt.shape[1]):
+                        acc[o] += c * wt[r1, o] + a * wt[r2, o]
         for o in range(wt.shape[1]):
             out[n, o] = acc[o] >> SHIFT
 
@@ -192,23 +272,13 @@ class StaticTables:
                    as_f(fc))
 
 
-@numba.njit(cache=True)
-def _bucket_sums(w, out):
-    """out[n, b] = Σ_{i<BUCKET} w[n, BUCKET·b + i], summed in index order (strict IEEE order: same bits anywhere)."""
-    for n in range(w.shape[0]):
-        for b in range(out.shape[1]):
-            s = 0.0
-            for i in range(BUCKET * b, min(BUCKET * (b + 1), w.shape[1])):
-                s += w[n, i]
-            out[n, b] = s
-
-
 class _Coder:
     """One interface over constriction's range encoder and decoder: ``code`` encodes the given symbols, or decodes
     as many symbols as rows of weights, and returns them — so the encoder and decoder share one walk.
 
-    A step with more than BUCKET symbols is coded as two symbols, s // BUCKET (weights: the bucket sums) and then
-    s % BUCKET (weights: the bucket's entries) — the same distribution, but constriction builds small models."""
+    ``code`` takes a weight matrix [n, k]; ``code_split`` serves the large steps (more than SPLIT_ABOVE symbols):
+    each symbol s goes as s // BUCKET (weights: the bucket sums) and then s % BUCKET (weights: the bucket's entries)
+    — the same distribution, but constriction builds small models and no [n, k] matrix is stored."""
 
     _family = constriction.stream.model.Categorical(perfect=False)
 
@@ -219,19 +289,20 @@ class _Coder:
         self.bits = 0.0
 
     def code(self, symbols: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
-        n, k = weights.shape
+        return self._code(symbols, weights) if len(weights) else np.zeros(0, np.int64)
+
+    def code_split(self, symbols: np.ndarray | None, n: int, k: int, step) -> np.ndarray:
+        """step(phase, buckets, mx, out) fills out with the bucket sums [n, ⌈k/BUCKET⌉] (phase 0) or the entries of the
+        given buckets [n, BUCKET] (phase 1) of the n tokens' weights over k symbols."""
         if n == 0:
             return np.zeros(0, np.int64)
-        if k <= BUCKET:
-            return self._code(symbols, weights)
-        buckets = -(-k // BUCKET)
-        sums = np.empty((n, buckets))
-        _bucket_sums(weights, sums)
+        sums = np.empty((n, -(-k // BUCKET)))
+        mx = np.empty(n, np.int64)  # each token's largest tilt, from phase 0, reused by phase 1
+        step(0, np.zeros(n, np.int64), mx, sums)
         hi = self._code(None if symbols is None else symbols // BUCKET, sums)
-        padded = np.zeros((n, buckets * BUCKET))
-        padded[:, :k] = weights
-        lo = self._code(None if symbols is None else symbols % BUCKET,
-                        padded.reshape(n, buckets, BUCKET)[np.arange(n), hi])
+        rows = np.empty((n, BUCKET))
+        step(1, hi, mx, rows)
+        lo = self._code(None if symbols is None else symbols % BUCKET, rows)
         out = hi * BUCKET + lo
         if self.decoding and (out >= k).any():  # zero-weight padding: constriction never yields it; checked anyway
             raise DecodeError("payload does not decode (symbol out of range)")
@@ -270,10 +341,13 @@ class ConditionalPrior:
     def groups(self) -> int:
         return self.weights.shape[0]
 
-    def tilts(self, feats: np.ndarray, g: int, p: int) -> np.ndarray:
-        """Features int8 [n, F] → integer tilts [n, OUTPUTS] (exact: floor of the scaled linear map)."""
-        out = np.empty((feats.shape[0], OUTPUTS), np.int64)
-        _linear(feats, self.weights[g, p], out)
+    def tilts(self, vectors: np.ndarray, g: int, p: int) -> np.ndarray:
+        """Integer tilts [n, OUTPUTS] of the tokens of group g, pass p (in ``context.pass_positions`` order) from
+        the vectors known so far (see ``context.features``): exact floor of the scaled linear map."""
+        ys, xs = context.pass_positions(vectors.shape[1], vectors.shape[2], p)
+        offsets, groups = context.slot_sources(g, p)
+        out = np.empty((len(ys), OUTPUTS), np.int64)
+        _context_tilts(vectors, ys, xs, offsets, groups, self.weights[g, p], out)
         return out
 
     def _walk(self, coder: _Coder, k: int, h: int, w: int, indices: np.ndarray | None) -> np.ndarray:
@@ -288,7 +362,7 @@ class ConditionalPrior:
                 ys, xs = context.pass_positions(h, w, p)
                 if len(ys) == 0:
                     continue
-                t = self.tilts(context.features(vectors, g, p), g, p)
+                t = self.tilts(vectors, g, p)
                 known = None if indices is None else indices[g, ys, xs]
                 idx = self._code_tokens(coder, t, self.tables[g], known)
                 out[g, ys, xs] = idx
@@ -309,24 +383,25 @@ class ConditionalPrior:
         idx = np.empty(n, np.int64)
 
         sel = np.flatnonzero(cls == 0)
-        probs = np.empty((len(sel), lattice.NUM_A))
-        _a_probs(t[sel], st.a, T["pairs"], probs)
-        idx[sel] = coder.code(pick(parts[1], sel), probs)
+        ta = t[sel]
+        idx[sel] = coder.code_split(pick(parts[1], sel), len(sel), lattice.NUM_A,
+                                    lambda ph, bk, mx, out: _a_step(ta, st.a, T["pairs"], ph, bk, mx, out))
 
         sel = np.flatnonzero(cls == 1)
-        probs = np.empty((len(sel), len(st.octad)))
-        _octad_probs(t[sel], st.octad, T["octad_pos"], probs)
-        octad = coder.code(pick(parts[2], sel), probs)
+        tb = t[sel]
+        octad = coder.code_split(pick(parts[2], sel), len(sel), len(st.octad),
+                                 lambda ph, bk, mx, out: _octad_step(tb, st.octad, T["octad_pos"], ph, bk, out))
         probs = np.empty((len(sel), 128))
-        _sign_probs(t[sel], octad, st.signs, T["octad_pos"], probs)
+        _sign_probs(tb, octad, st.signs, T["octad_pos"], probs)
         idx[sel] = lattice.OFFSET_B + 128 * octad + coder.code(pick(parts[3], sel), probs)
 
         sel = np.flatnonzero(cls == 2)
-        probs = np.empty((len(sel), 4096))
-        _codeword_probs(t[sel], st.codeword, T["par_lo"], T["par_hi"], probs)
-        msg = coder.code(pick(parts[4], sel), probs)
+        tc = t[sel]
+        msg = coder.code_split(pick(parts[4], sel), len(sel), 4096,
+                               lambda ph, bk, mx, out: _codeword_step(tc, st.codeword, T["par_lo"], T["par_hi"], ph,
+                                                                      bk, out))
         probs = np.empty((len(sel), 24))
-        _position_probs(t[sel], msg, st.position, T["par_lo"], T["par_hi"], probs)
+        _position_probs(tc, msg, st.position, T["par_lo"], T["par_hi"], probs)
         idx[sel] = lattice.OFFSET_C + 24 * msg + coder.code(pick(parts[5], sel), probs)
         return idx
 

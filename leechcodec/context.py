@@ -20,6 +20,8 @@ coded, or no previous group); and a constant 1. Integer features make the model'
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from leechcodec import lattice
@@ -40,13 +42,22 @@ def same_group_available(p: int) -> tuple[bool, ...]:
     return tuple(all(_pass_of((py + dy) % 2, (px + dx) % 2) < p for py, px in PASSES[p]) for dy, dx in SAME_GROUP)
 
 
+@lru_cache(maxsize=64)
 def pass_positions(h: int, w: int, p: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ys, xs) of the positions coded in pass p, in raster order."""
+    """(ys, xs) of the positions coded in pass p, in raster order (cached: do not modify)."""
     ys, xs = np.mgrid[:h, :w]
     mask = np.zeros((h, w), bool)
     for py, px in PASSES[p]:
         mask |= (ys % 2 == py) & (xs % 2 == px)
     return ys[mask], xs[mask]
+
+
+def slot_sources(g: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per slot (SAME_GROUP then PREV_GROUP): offsets [SLOTS, 2] (dy, dx) and the group it reads [SLOTS], −1 where
+    the slot is not available for group g, pass p."""
+    offsets = np.array(SAME_GROUP + PREV_GROUP, np.int64)
+    groups = [g if ok else -1 for ok in same_group_available(p)] + [g - 1] * len(PREV_GROUP)
+    return offsets, np.array(groups, np.int64)
 
 
 def features(vectors: np.ndarray, g: int, p: int) -> np.ndarray:
@@ -58,10 +69,9 @@ def features(vectors: np.ndarray, g: int, p: int) -> np.ndarray:
     _, h, w, d = vectors.shape
     ys, xs = pass_positions(h, w, p)
     out = np.zeros((len(ys), SLOTS, 2, d), np.int8)
-    sources = [(g, off, ok) for off, ok in zip(SAME_GROUP, same_group_available(p))]
-    sources += [(g - 1, off, g > 0) for off in PREV_GROUP]
-    for s, (src, (dy, dx), ok) in enumerate(sources):
-        if not ok:
+    offsets, groups = slot_sources(g, p)
+    for s, ((dy, dx), src) in enumerate(zip(offsets, groups)):
+        if src < 0:
             continue
         ny, nx = ys + dy, xs + dx
         inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)

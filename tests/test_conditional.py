@@ -79,6 +79,19 @@ def test_features_read_only_what_the_decoder_already_has(g):
     assert (cover == 1).all()
 
 
+def test_tilts_are_the_linear_map_of_the_features(synthetic_prior):
+    """The fused kernel equals floor(features · weights / 2^SHIFT) computed the plain way, in exact integers."""
+    from leechcodec.conditional import SHIFT
+
+    w = small_weights(scale=32767)
+    cp = ConditionalPrior(w, synthetic_prior.freqs)
+    vec = lattice.index_to_vector(np.random.default_rng(4).integers(0, lattice.NUM_POINTS, (2, 6, 7)))
+    for g in range(2):
+        for p in range(len(context.PASSES)):
+            plain = context.features(vec, g, p).astype(np.int64) @ w[g, p].T.astype(np.int64)
+            assert (cp.tilts(vec, g, p) == plain >> SHIFT).all()
+
+
 def test_garbage_payload_decodes_or_fails_cleanly(synthetic_prior):
     cp = ConditionalPrior(small_weights(), synthetic_prior.freqs)
     for seed in range(5):
