@@ -40,10 +40,10 @@ def test_eval_command_writes_json_csv_and_plot(dataset, tmp_path):
     assert [c["name"] for c in data["comparisons"]] == static + ["jpeg"]  # the static-prior curve, when it differs
     assert any(t["reference"] == "webp (Pillow)" for t in data["bd_rate"])
     rows = list(csv.DictReader(out["csv"].open()))
-    ours = [r for r in rows if r["codec"].startswith("leechcodec") and r["image"] != "MEAN"]
+    ours = [r for r in rows if r["codec"] == data["name"] and r["image"] != "MEAN"]
     assert {r["image"] for r in ours} == {"a.png", "b.png"}
     # the mean row is the mean of the per-image rows, and bpp is the real file size
-    mean = next(r for r in rows if r["codec"].startswith("leechcodec") and r["image"] == "MEAN")
+    mean = next(r for r in rows if r["codec"] == data["name"] and r["image"] == "MEAN")
     assert float(mean["bpp"]) == pytest.approx(np.mean([float(r["bpp"]) for r in ours]), rel=1e-5)
     assert Image.open(out["png"]).size[0] > 500
 
