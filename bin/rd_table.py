@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     for i, q in enumerate(r["quality"]):
         print(f"| {q} | {r['bpp'][i]:.4f} | {r['psnr-rgb'][i]:.2f} | {r['ms-ssim-rgb'][i]:.4f} | "
               f"{r['encoding_time'][i]:.3f} | {r['decoding_time'][i]:.3f} |")
-    print("\nMeasured in the same run (Pillow):\n")
+    print("\nMeasured in the same run (Pillow codecs; our static-prior files, when the model has a conditional "
+          "prior):\n")
     print("| codec | quality | bpp | PSNR-RGB (dB) | MS-SSIM |")
     print("|---|---|---|---|---|")
     for c in data["comparisons"]:

@@ -39,7 +39,7 @@ LOG_UNIT = 1024  # tilts are integers in units of 1/1024 bit
 SHIFT = 2  # weights carry SHIFT extra fractional bits (stored as int16: at most 8 bits per unit feature)
 OUTPUTS = 3 + 3 * lattice.DIM  # τ (3), μ (24), ν (24), ρ (24)
 MIN_EXP = -1000  # relative weights below 2^-1000 are clamped there (far below the coder's 2^-24 resolution)
-SPLIT_ABOVE, BUCKET = 256, 64  # steps with more symbols are coded as (bucket of 64, symbol within the bucket)
+BUCKET = 64  # the large steps (A, octad, codeword) are coded as (bucket of 64, symbol within the bucket)
 
 
 def _frac_table() -> np.ndarray:
@@ -276,7 +276,7 @@ class _Coder:
     """One interface over constriction's range encoder and decoder: ``code`` encodes the given symbols, or decodes
     as many symbols as rows of weights, and returns them — so the encoder and decoder share one walk.
 
-    ``code`` takes a weight matrix [n, k]; ``code_split`` serves the large steps (more than SPLIT_ABOVE symbols):
+    ``code`` takes a weight matrix [n, k]; ``code_split`` serves the large steps (A, octad, codeword):
     each symbol s goes as s // BUCKET (weights: the bucket sums) and then s % BUCKET (weights: the bucket's entries)
     — the same distribution, but constriction builds small models and no [n, k] matrix is stored."""
 
@@ -322,8 +322,8 @@ class _Coder:
 
 
 class ConditionalPrior:
-    """Integer weights [G, passes, OUTPUTS, NUM_FEATURES] (int64, units 2^-SHIFT / LOG_UNIT bit) over the static
-    prior's frequencies [G, 196560]."""
+    """Integer weights [G, passes, OUTPUTS, NUM_FEATURES] (int16 in the file, |w| ≤ 32767, units 2^-SHIFT / LOG_UNIT
+    bit) over the static prior's frequencies [G, 196560]."""
 
     def __init__(self, weights: np.ndarray, freqs: np.ndarray):
         w = np.asarray(weights)
