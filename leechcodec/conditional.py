@@ -214,17 +214,16 @@ def _position_probs(t, msgs, freq, par_lo, par_hi, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def _context_tilts(vectors, ys, xs, offsets, groups, wt, out):
-    """out[n] = floor((features_n · wt) / 2^SHIFT) for the tokens at (ys, xs), reading the features straight from
-    the vectors (same values and layout as ``context.features``; slot s covers features 48s..48s+47: the vector,
-    then its absolute values; the last feature is the constant 1). int32 arithmetic cannot overflow (|feature| ≤ 4,
-    |weight| ≤ 32767, fewer than 2^14 features) and integer sums are exact in any order."""
+def _context_tilts(vectors, ys, xs, offsets, groups, wsign, const, out):
+    """out[n] = floor((features_n · w) / 2^SHIFT) for the tokens at (ys, xs), reading the features straight from
+    the vectors (same values as ``context.features`` · w). A coordinate c ≠ 0 of slot s contributes
+    c·w[vector] + |c|·w[abs] = |c|·wsign[s, d, c < 0] with wsign[.., 0] = w[abs] + w[vector] and
+    wsign[.., 1] = w[abs] − w[vector] (exact integer identity); const = the constant feature's weights.
+    int32 cannot overflow (|c| ≤ 4, |wsign| ≤ 65534, at most 17·24 coordinates) and integer sums are exact in any
+    order."""
     h, w = vectors.shape[1], vectors.shape[2]
-    k = wt.shape[0]
     for n in numba.prange(ys.shape[0]):
-        acc = np.empty(wt.shape[1], np.int32)
-        for o in range(wt.shape[1]):
-            acc[o] = wt[k - 1, o]
+        acc = const.copy()
         for s in range(offsets.shape[0]):
             src = groups[s]
             y = ys[n] + offsets[s, 0]
@@ -234,12 +233,11 @@ def _context_tilts(vectors, ys, xs, offsets, groups, wt, out):
             for d in range(24):
                 c = np.int32(vectors[src, y, x, d])
                 if c != 0:
+                    row = wsign[s, d, 1 if c < 0 else 0]
                     a = abs(c)
-                    r1 = 48 * s + d
-                    r2 = r1 + 24
-                    for o in range(wt.shape[1]):
-                        acc[o] += c * wt[r1, o] + a * wt[r2, o]
-        for o in range(wt.shape[1]):
+                    for o in range(acc.shape[0]):
+                        acc[o] += a * row[o]
+        for o in range(acc.shape[0]):
             out[n, o] = acc[o] >> SHIFT
 
 
@@ -310,11 +308,10 @@ class _Coder:
 
     def _code(self, symbols: np.ndarray | None, probs: np.ndarray) -> np.ndarray:
         if self.decoding:
-            symbols = np.asarray(self._c.decode(self._family, probs), np.int64)
-        else:
-            self._c.encode(np.ascontiguousarray(symbols, np.int32), self._family, probs)
+            return np.asarray(self._c.decode(self._family, probs), np.int64)
+        self._c.encode(np.ascontiguousarray(symbols, np.int32), self._family, probs)
         p = probs[np.arange(len(probs)), symbols] / probs.sum(1)
-        self.bits -= float(np.log2(p).sum())
+        self.bits -= float(np.log2(p).sum())  # the information content, reported by the encoder
         return symbols
 
     def words(self) -> np.ndarray:
@@ -334,12 +331,14 @@ class ConditionalPrior:
             raise ValueError("conditional prior weights out of range")  # keeps every sum inside int32
         if freqs.shape != (w.shape[0], NUM_SYMBOLS):
             raise ValueError("conditional prior and static prior disagree on the number of groups")
-        self.weights = np.ascontiguousarray(np.swapaxes(w, 2, 3), np.int32)  # [G, passes, features, outputs]
+        wt = np.swapaxes(w, 2, 3).astype(np.int32)  # [G, passes, features, outputs]
+        slots = wt[:, :, :-1].reshape(*wt.shape[:2], context.SLOTS, 2, lattice.DIM, OUTPUTS)
+        vec, mag = slots[:, :, :, 0], slots[:, :, :, 1]
+        # [G, passes, slot, coordinate, sign (0: c > 0, 1: c < 0), outputs]: see _context_tilts
+        self._wsign = np.ascontiguousarray(np.stack([mag + vec, mag - vec], axis=4))
+        self._const = np.ascontiguousarray(wt[:, :, -1])  # [G, passes, outputs]
+        self.groups = w.shape[0]
         self.tables = [StaticTables.from_freqs(f) for f in freqs]
-
-    @property
-    def groups(self) -> int:
-        return self.weights.shape[0]
 
     def tilts(self, vectors: np.ndarray, g: int, p: int) -> np.ndarray:
         """Integer tilts [n, OUTPUTS] of the tokens of group g, pass p (in ``context.pass_positions`` order) from
@@ -347,7 +346,7 @@ class ConditionalPrior:
         ys, xs = context.pass_positions(vectors.shape[1], vectors.shape[2], p)
         offsets, groups = context.slot_sources(g, p)
         out = np.empty((len(ys), OUTPUTS), np.int64)
-        _context_tilts(vectors, ys, xs, offsets, groups, self.weights[g, p], out)
+        _context_tilts(vectors, ys, xs, offsets, groups, self._wsign[g, p], self._const[g, p], out)
         return out
 
     def _walk(self, coder: _Coder, k: int, h: int, w: int, indices: np.ndarray | None) -> np.ndarray:
