@@ -12,7 +12,6 @@ hex digits of the SHA-256 of its bytes. ``models/zoo.json`` gets (or replaces) t
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ from train import DEFAULT_DATA, load_images
 from leechcodec import lattice
 from leechcodec.entropy import NUM_SYMBOLS, frequencies_from_counts
 from leechcodec.model import LeechAutoencoder, ModelConfig
-from leechcodec.zoo import WEIGHTS_FORMAT, file_sha256, models_dir
+from leechcodec.zoo import WEIGHTS_FORMAT, models_dir, save_hashed
 
 
 def count_indices(net: LeechAutoencoder, images: list[np.ndarray], crop: int = 512) -> np.ndarray:
@@ -79,15 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     blob = {"format": WEIGHTS_FORMAT, "model_id": args.id, "config": cfg.to_dict(),
             "state_dict": net.state_dict(), "prior_freqs": torch.from_numpy(freqs.view(np.int16)),
             "codebook_sha256": lattice.CODEBOOK_SHA256, "meta": meta}
-    buf = io.BytesIO()
-    torch.save(blob, buf)
+    path, sha = save_hashed(blob, args.id)
     out_dir = models_dir()
-    out_dir.mkdir(exist_ok=True)
-    tmp = out_dir / f".{args.id}.pt.part"
-    tmp.write_bytes(buf.getvalue())
-    sha = file_sha256(tmp)
-    path = out_dir / f"{args.id}-{sha[:8]}.pt"
-    tmp.replace(path)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
     reg_path = out_dir / "zoo.json"

@@ -22,7 +22,6 @@ The shipped conditional prior of leech-gdn-s16g12 (models/leech-gdn-s16g12-ctx-9
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -38,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bin"))
 from train import DEFAULT_DATA, load_images
 
 from leechcodec import conditional, context, lattice
-from leechcodec.zoo import CONTEXT_FORMAT, file_sha256, load_model, models_dir
+from leechcodec.zoo import CONTEXT_FORMAT, file_sha256, load_model, models_dir, save_hashed
 
 LN2 = math.log(2)
 
@@ -178,13 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             "weights": torch.from_numpy(weights),
             "meta": {"training_images": len(train_idx), "steps": args.steps, "batch": args.batch, "lr": args.lr,
                      "seconds": round(time.time() - t0)}}
-    buf = io.BytesIO()
-    torch.save(blob, buf)
-    tmp = models_dir() / f".{args.model_id}-ctx.pt.part"
-    tmp.write_bytes(buf.getvalue())
-    sha = file_sha256(tmp)
-    path = models_dir() / f"{args.model_id}-ctx-{sha[:8]}.pt"
-    tmp.replace(path)
+    path, sha = save_hashed(blob, f"{args.model_id}-ctx")
     reg_path = models_dir() / "zoo.json"
     reg = json.loads(reg_path.read_text())
     entry = reg["models"][args.model_id]

@@ -9,6 +9,7 @@ The models folder is ``$LEECHCODEC_MODELS`` if set, else ``models/`` next to the
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass, replace
@@ -83,6 +84,20 @@ class LoadedModel:
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_hashed(blob: dict, stem: str) -> tuple[Path, str]:
+    """Write a torch blob as ``models/<stem>-<sha8>.pt`` (temporary file, then rename) → (path, full SHA-256)."""
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    out_dir = models_dir()
+    out_dir.mkdir(exist_ok=True)
+    tmp = out_dir / f".{stem}.pt.part"
+    tmp.write_bytes(buf.getvalue())
+    sha = file_sha256(tmp)
+    path = out_dir / f"{stem}-{sha[:8]}.pt"
+    tmp.replace(path)
+    return path, sha
 
 
 def _check_name_hash(path: Path) -> str:
