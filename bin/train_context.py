@@ -7,7 +7,8 @@ The shipped conditional prior of leech-gdn-s16g12 (models/leech-gdn-s16g12-ctx-9
 
     bin/train_context.py leech-gdn-s16g12 --images 500 --steps 250 --batch 1024 --lr 5e-3
 
-(1,037 s on the 2-core CPU; its output is kept in docs/train_log_leech-gdn-s16g12-ctx.txt).
+(1,037 s on the 2-core CPU; its output is kept in docs/train_log_leech-gdn-s16g12-ctx.txt), and that of leech-s16g8
+(models/leech-s16g8-ctx-e135ba96.pt) from the same line with leech-s16g8 (docs/train_log_leech-s16g8-ctx.txt).
 
 1. Encodes centre crops (at most 768×768) of training images (never Kodak; the validation images of
    ``bin/train.py`` are held out) with the frozen model and caches the indices in ``--work``.
