@@ -1,7 +1,7 @@
 """Entropy model v2: the static prior tilted by context, over a factorized Leech index, and its range coder.
 
-A token's index is coded in two or three steps, each a categorical with at most 4,096 symbols (steps above 256
-symbols — A, octad, codeword — are sent as two symbols, bucket of 64 and position in it, see ``_Coder``):
+A token's index is coded in two or three steps, each a categorical with at most 4,096 symbols (the large steps —
+A, octad, codeword — are sent as two symbols, bucket of 64 and position in it, see ``_Coder``):
 
 =====  =========================================  ================================================================
 class  steps after the class symbol (0, 1, 2)     tilt added to the static log-frequency, in log2 units
@@ -19,8 +19,9 @@ integer context features (``context``), one weight matrix per group and pass.
 Determinism: weights are integers (int16, units of 2^-SHIFT of a LOG_UNIT), features are integers, so every tilt
 is an exact integer (int32 arithmetic, no overflow possible); a symbol's weight is
 ``freq × 2^((tilt − max tilt) / 1024)`` evaluated from two fixed tables (exact powers of two and 2^(r/1024) computed
-with ``decimal``, not libm), so the probabilities handed to constriction are the same bits on every machine and at
-any thread count. Nothing here depends on the device that ran the network.
+with ``decimal``, not libm) — for octads and codewords as a product of per-coordinate or per-field factors from the
+same tables, multiplied in a fixed order — so the probabilities handed to constriction are the same bits on every
+machine and at any thread count. Nothing here depends on the device that ran the network.
 """
 
 from __future__ import annotations
@@ -54,20 +55,26 @@ _POW2NEG = np.array([2.0 ** -q for q in range(-MIN_EXP + 2)])  # exact powers of
 
 
 @numba.njit(cache=True)
+def _pow2(e, floor):
+    """2^(max(e, floor)/1024) for integers e ≤ 0 and floor ≥ MIN_EXP·1024, from the two fixed tables."""
+    e = max(e, floor)
+    return _POW2NEG[-(e >> 10)] * _FRAC[e & 1023]
+
+
+@numba.njit(cache=True)
+def _weight(f, tilt, mx):
+    """f · 2^((tilt − mx)/1024) for tilt ≤ mx, clamped at 2^MIN_EXP."""
+    return f * _pow2(tilt - mx, MIN_EXP * LOG_UNIT)
+
+
+@numba.njit(cache=True)
 def _weights_row(freq, tilt, out):
     """out[s] = freq[s] · 2^((tilt[s] − max tilt)/1024), clamped at 2^MIN_EXP."""
     mx = tilt[0]
     for s in range(1, tilt.shape[0]):
         mx = max(mx, tilt[s])
     for s in range(tilt.shape[0]):
-        e = max(tilt[s] - mx, MIN_EXP * LOG_UNIT)  # ≤ 0
-        out[s] = freq[s] * (_POW2NEG[-(e >> 10)] * _FRAC[e & 1023])
-
-
-@numba.njit(cache=True)
-def _weight(f, tilt, mx):
-    e = max(tilt - mx, MIN_EXP * LOG_UNIT)  # ≤ 0
-    return f * (_POW2NEG[-(e >> 10)] * _FRAC[e & 1023])
+        out[s] = _weight(freq[s], tilt[s], mx)
 
 
 @numba.njit(cache=True)
@@ -130,8 +137,7 @@ def _octad_step(t, freq, octad_pos, phase, buckets, out):
             top = max(top, t[n, 27 + i])
         fac = np.empty(24)
         for i in range(24):
-            e = max(t[n, 27 + i] - top, (MIN_EXP // 8) * LOG_UNIT)
-            fac[i] = _POW2NEG[-(e >> 10)] * _FRAC[e & 1023]
+            fac[i] = _pow2(t[n, 27 + i] - top, (MIN_EXP // 8) * LOG_UNIT)
         lo, hi = _step_range(phase, buckets[n], octad_pos.shape[0])
         for b in range(out.shape[1]):
             out[n, b] = 0.0
@@ -184,8 +190,7 @@ def _codeword_step(t, freq, par_lo, par_hi, phase, buckets, out):
                 half[h] = s
             mx = half.max()
             for h in range(64):
-                e = max(half[h] - mx, (MIN_EXP // 4) * LOG_UNIT)
-                fac[f, h] = _POW2NEG[-(e >> 10)] * _FRAC[e & 1023]
+                fac[f, h] = _pow2(half[h] - mx, (MIN_EXP // 4) * LOG_UNIT)
         first, last = (0, 64) if phase == 0 else (buckets[n], buckets[n] + 1)
         for hi in range(first, last):
             acc = 0.0
