@@ -144,7 +144,7 @@ def fit_prior(arm: str, net, images, n: int = 400) -> np.ndarray | None:
         for img in images[:n]:
             h, w = (min(512, d) // 16 * 16 for d in img.shape[:2])
             y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-            idx = net.encode(to_tensor(img[y0:y0 + h, x0:x0 + w], 16, "cpu"))[0].reshape(net.cfg.groups, -1)
+            idx = net.encode(to_tensor(img[y0:y0 + h, x0:x0 + w], 16, "cpu"))[0][0].reshape(net.cfg.groups, -1)
             bits = (idx[..., None] >> torch.arange(DIM)) & 1  # [G, n, 24]
             counts = counts + np.stack([bits.sum(1).numpy(), (1 - bits).sum(1).numpy()], -1)  # [G, 24, 2]
     counts = counts + 0.5

@@ -60,8 +60,8 @@ def main() -> None:
             t0 = time.perf_counter()
             enc = encode_image(model, rgb, args.quality, pr)
             t1 = time.perf_counter()
-            header, m, idx = parse(enc.data)
-            decode_indices(m, idx, header.height, header.width)
+            header, m, idx, gains = parse(enc.data)
+            decode_indices(m, idx, header.height, header.width, gains)
             t2 = time.perf_counter()
             sizes[pr] = enc
             if run:

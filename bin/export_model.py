@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Freeze a training checkpoint into a shipped model: fit the static prior, hash, name, register.
+"""Freeze a training checkpoint into a shipped model: fit the static prior (and gain prior), hash, name, register.
 
     bin/export_model.py runs/g12/checkpoint.pt --id leech-gdn-s16g12 [--images 600] [--default]
 
 The prior per token group is the Laplace-smoothed histogram of the indices the trained encoder produces on training
 images (never Kodak) — the closed-form minimizer of the rate term −log2 p(index). It is stored as uint16
-frequencies. The file ``models/<id>-<sha8>.pt`` loads with ``torch.load(weights_only=True)``; sha8 is the first 8
-hex digits of the SHA-256 of its bytes. ``models/zoo.json`` gets (or replaces) the model's entry.
+frequencies. A gain–shape model also gets its gain prior (``leechcodec.gains``), fitted the same way. The file
+``models/<id>-<sha8>.pt`` loads with ``torch.load(weights_only=True)``; sha8 is the first 8 hex digits of the SHA-256
+of its bytes. ``models/zoo.json`` gets (or replaces) the model's entry.
 """
 
 from __future__ import annotations
@@ -27,19 +28,25 @@ from train import DEFAULT_DATA, load_images
 
 from leechcodec import lattice
 from leechcodec.entropy import NUM_SYMBOLS, frequencies_from_counts
+from leechcodec.gains import GainPrior, gain_frequencies
 from leechcodec.model import LeechAutoencoder, ModelConfig
 from leechcodec.zoo import WEIGHTS_FORMAT, models_dir, save_hashed
 
 
-def count_indices(net: LeechAutoencoder, images: list[np.ndarray], crop: int = 512) -> np.ndarray:
-    """Index histogram per group [G, 196560] over centre crops of the images."""
+def count_indices(net: LeechAutoencoder, images: list[np.ndarray], crop: int = 512,
+                  gains: list | None = None) -> np.ndarray:
+    """Index histogram per group [G, 196560] over centre crops of the images; a gain–shape model's gain symbols
+    [1, G, h, w] are appended to ``gains`` when given."""
     counts = np.zeros((net.cfg.groups, NUM_SYMBOLS), np.int64)
     s = net.stride
     for img in images:
         h, w = (min(crop, d) // s * s for d in img.shape[:2])
         y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
         x = torch.from_numpy(img[y0:y0 + h, x0:x0 + w].copy()).permute(2, 0, 1)[None].float().div(255)
-        idx = net.encode(x)[0].numpy()
+        idx, gain_symbols = net.encode(x)
+        idx = idx[0].numpy()
+        if gains is not None and gain_symbols is not None:
+            gains.append(gain_symbols.numpy())
         for g in range(idx.shape[0]):
             counts[g] += np.bincount(idx[g].ravel(), minlength=NUM_SYMBOLS)
     return counts
@@ -66,18 +73,29 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(0)
     chosen = [train_imgs[i] for i in sorted(rng.choice(len(train_imgs), min(args.images, len(train_imgs)),
                                                         replace=False))]
-    counts = count_indices(net, chosen)
+    gain_symbols: list[np.ndarray] = []
+    counts = count_indices(net, chosen, gains=gain_symbols)
     freqs = frequencies_from_counts(counts)
     used = (counts > 0).sum(1)
     print(f"prior fitted on {len(chosen)} images in {time.time() - t0:.0f} s; distinct indices per group: "
           f"{used.tolist()}")
+    extra = {}
+    if cfg.gain_levels:
+        gain_symbols = [s[0] for s in gain_symbols]
+        gain_freqs = gain_frequencies(gain_symbols, cfg.gain_levels)
+        gain_prior = GainPrior(gain_freqs)
+        bits = sum(gain_prior.information_bits(s) for s in gain_symbols) / sum(s.size for s in gain_symbols)
+        print(f"gain prior ({cfg.gain_levels} levels): {bits:.3f} bits per gain on the same images")
+        extra["gain_freqs"] = torch.from_numpy(gain_freqs.view(np.int16))
 
+    # paths become strings: the shipped file must load with torch.load(weights_only=True)
+    training_args = {k: str(v) if isinstance(v, Path) else v for k, v in ckpt.get("args", {}).items()}
     meta = {"training_steps": ckpt["step"],
-            "training_seconds": round(ckpt["elapsed"]), "training_args": ckpt.get("args", {}),
+            "training_seconds": round(ckpt["elapsed"]), "training_args": training_args,
             "prior_images": len(chosen), "parameters": sum(t.numel() for t in net.parameters())}
     blob = {"format": WEIGHTS_FORMAT, "model_id": args.id, "config": cfg.to_dict(),
             "state_dict": net.state_dict(), "prior_freqs": torch.from_numpy(freqs.view(np.int16)),
-            "codebook_sha256": lattice.CODEBOOK_SHA256, "meta": meta}
+            "codebook_sha256": lattice.CODEBOOK_SHA256, "meta": meta} | extra
     path, sha = save_hashed(blob, args.id)
     out_dir = models_dir()
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

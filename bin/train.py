@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep-draw", choices=["qualities", "groups"], default="qualities",
                    help="draw the groups kept per sample uniformly from the quality levels' group counts, or from "
                         "1..G (how leech-s16g8 was trained)")
+    p.add_argument("--gain-levels", type=int, default=0,
+                   help="gain–shape tokens with this many log-uniform gain levels (0: direction only)")
+    p.add_argument("--init-from", type=Path,
+                   help="start a new run from the network weights of another run's checkpoint (same transforms)")
     p.add_argument("--blend-steps", type=int, default=500, help="steps over which quantization is blended in")
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--val-every", type=int, default=1000)
@@ -147,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
 
     qualities = tuple(k for k in (1, 2, 3, 4, 6, 8, 10, 12, 16) if k <= args.groups)
     cfg = ModelConfig(stride=args.stride, groups=args.groups, widths=tuple(int(w) for w in args.widths.split(",")),
-                      quantizer=args.quantizer, arch=args.arch, groups_for_quality=qualities)
+                      quantizer=args.quantizer, arch=args.arch, groups_for_quality=qualities,
+                      gain_levels=args.gain_levels)
     torch.manual_seed(args.seed)
     model = LeechAutoencoder(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -163,6 +168,12 @@ def main(argv: list[str] | None = None) -> None:
         rng.setstate(ckpt["rng"])
         torch.set_rng_state(ckpt["torch_rng"])
         print(f"resumed from {ckpt_path} at step {step}")
+    elif args.init_from:
+        # Only the network weights travel (the gain levels add no parameters); optimizer, step and data stream start
+        # afresh under this run's seed and schedule.
+        init = torch.load(args.init_from, map_location=device, weights_only=False)
+        model.load_state_dict(init["model"])
+        print(f"initialized from {args.init_from} (step {init['step']} of that run)")
 
     t0 = time.time()
     train_imgs, val_imgs = load_images(args.data, args.crop)
@@ -181,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "step": step, "elapsed": elapsed, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
-                    "args": vars(args) | {"out": str(args.out), "data": str(args.data)}}, tmp)
+                    "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}, tmp)
         tmp.replace(ckpt_path)
 
     # By default each sample keeps the groups of one quality level, drawn uniformly, so every shipped rate point gets

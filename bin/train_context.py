@@ -51,7 +51,7 @@ def extract(model, images: list[np.ndarray], crop: int = 768) -> list[np.ndarray
         h, w = (min(crop, d) // s * s for d in img.shape[:2])
         y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
         x = torch.from_numpy(img[y0:y0 + h, x0:x0 + w].copy()).permute(2, 0, 1)[None].float().div(255)
-        out.append(model.net.encode(x)[0].numpy().astype(np.int32))
+        out.append(model.net.encode(x)[0][0].numpy().astype(np.int32))
     return out
 
 

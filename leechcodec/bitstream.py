@@ -24,6 +24,11 @@ offset moves by 8::
 and its payload codes each token in at most four symbols (class, then sub-symbols), in the order of
 ``context``. A reader of version 2 reads version 1 files unchanged.
 
+Payload of a gain–shape model (its config has ``gain_levels`` > 0; the model id and weights hash say so), under
+either version: one word c, then c words of the gain stream (``gains``), then the index stream::
+
+    payload = [c] + gain stream (c words) + index stream (m − 1 − c words)
+
 bpp = 8 × file size / (H·W), header included. Every size is checked against limits and against the file length
 before anything is allocated; the CRC is checked before the payload is used.
 """
@@ -46,7 +51,8 @@ HASH_LEN = 8
 _FIXED = struct.Struct("<4sBB")  # magic, version, id length
 _TAIL = {1: struct.Struct("<8sIIBII"),  # weights hash, H, W, groups, symbols, words
          2: struct.Struct("<8s8sIIBII")}  # weights hash, conditional-prior hash, H, W, groups, symbols, words
-_CODED_SYMBOLS_PER_TOKEN = {1: 1, 2: 4}  # at most (v2: class, and bucket + symbol in it, or two steps)
+# coded symbols per token at most (v2: class, and bucket + symbol in it, or two steps), plus one gain symbol
+_CODED_SYMBOLS_PER_TOKEN = {1: 2, 2: 5}
 _CRC = struct.Struct("<I")
 
 
@@ -142,8 +148,9 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     _check_dims(height, width)
     if groups < 1:
         raise FormatError("corrupt header (zero token groups)")
-    # a 24-bit fixed-point coder spends at most 24 bits per coded symbol, plus the coder's final words
-    if words > (24 * _CODED_SYMBOLS_PER_TOKEN[version] * symbols) // 32 + 2:
+    # a 24-bit fixed-point coder spends at most 24 bits per coded symbol, plus the final words of (up to) two
+    # streams and the gain stream's length word
+    if words > (24 * _CODED_SYMBOLS_PER_TOKEN[version] * symbols) // 32 + 5:
         raise FormatError("corrupt header (payload larger than the symbol count allows)")
     payload = np.frombuffer(data, dtype="<u4", count=words, offset=head_end).astype(np.uint32)
     return Header(model_id, weights_hash, height, width, groups, symbols, words, prior_hash), payload

@@ -112,8 +112,8 @@ def decode(input: Path, output: Path | None, device: str, force: bool) -> None:
     _check_output(output, force)
     data = _read_input(input)
     try:
-        header, model, indices = parse(data, _device(device))
-        rgb = decode_indices(model, indices, header.height, header.width)
+        header, model, indices, gains = parse(data, _device(device))
+        rgb = decode_indices(model, indices, header.height, header.width, gains)
     except ValueError as e:
         raise UserError(f"{input}: {e}") from None
     write_atomic(output, png_bytes(Image.fromarray(rgb, "RGB")))

@@ -5,7 +5,8 @@ and are what users call. The decoder is chosen by the model id in the file, and 
 match the loaded weights.
 
 Two entropy models: the static prior (``entropy``, format version 1) and the conditional prior (``conditional``,
-format version 2), used by default when the model ships one. Files of either version decode.
+format version 2), used by default when the model ships one. Files of either version decode. A gain–shape model's
+gain symbols (``gains``) travel in their own stream at the head of the payload, under either version.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class Encoded:
     indices: np.ndarray  # [k, h, w] int64
     height: int
     width: int
-    information_bits: float  # −Σ log2 p(index) under the prior that coded the file
+    information_bits: float  # −Σ log2 p(index) (and of the gain symbols) under the priors that coded the file
+    gains: np.ndarray | None = None  # [k, h, w] int64 gain symbols of a gain–shape model
 
     @property
     def bpp(self) -> float:
@@ -56,38 +58,53 @@ def _to_rgb8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
 PRIORS = ("auto", "static", "conditional")
 
 
-def encode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: int, prior: str = "auto") -> Encoded:
-    """Indices [k, h, w] → the file. prior: "conditional" (format 2), "static" (format 1), or "auto" (conditional
-    when the model ships one)."""
+def encode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: int, prior: str = "auto",
+                   gains: np.ndarray | None = None) -> Encoded:
+    """Indices [k, h, w] (and gain symbols [k, h, w] for a gain–shape model) → the file. prior: "conditional"
+    (format 2), "static" (format 1), or "auto" (conditional when the model ships one)."""
     if prior not in PRIORS:
         raise ValueError(f"unknown prior {prior!r}: valid priors are {', '.join(PRIORS)}")
     if prior == "conditional" and model.context is None:
         raise ValueError(f"model {model.model_id} has no conditional prior")
+    if (gains is None) != (model.gains is None):
+        raise ValueError(f"model {model.model_id} needs gain symbols exactly when it has gain levels")
+    if gains is not None and gains.shape != indices.shape:
+        raise ValueError(f"gain symbols {gains.shape} do not match the indices {indices.shape}")
     if prior != "static" and model.context is not None:
         words, bits = model.context.encode(indices)
         prior_hash = model.context_hash
     else:
         words, bits, prior_hash = model.prior.encode(indices), model.prior.information_bits(indices), None
+    if gains is not None:
+        # payload = [c] + c words of the gain stream + the index stream (the gain stream's length comes first)
+        gain_words = model.gains.encode(gains)
+        words = np.concatenate([np.array([len(gain_words)], np.uint32), gain_words, words]).astype(np.uint32)
+        bits += model.gains.information_bits(gains)
     k = indices.shape[0]
     header = bitstream.Header(model.model_id, model.weights_hash, height, width, k, indices.size, len(words),
                               prior_hash)
-    return Encoded(bitstream.pack(header, words), indices, height, width, bits)
+    return Encoded(bitstream.pack(header, words), indices, height, width, bits, gains)
 
 
 def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None, prior: str = "auto") -> Encoded:
     groups = model.groups_for(quality)
     device = next(model.net.parameters()).device
-    indices = model.net.encode(_to_tensor(rgb, model.config.stride, device), groups)[0].numpy()
-    return encode_indices(model, indices, *rgb.shape[:2], prior)
+    indices, gains = model.net.encode(_to_tensor(rgb, model.config.stride, device), groups)
+    return encode_indices(model, indices[0].numpy(), *rgb.shape[:2], prior,
+                          None if gains is None else gains[0].numpy())
 
 
-def decode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: int) -> np.ndarray:
-    x_hat = model.net.decode(torch.from_numpy(indices)[None])
+def decode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: int,
+                   gains: np.ndarray | None = None) -> np.ndarray:
+    """Indices [k, h, w] (and gain symbols [k, h, w] for a gain–shape model) → uint8 [H, W, 3]."""
+    gains_t = None if gains is None else torch.from_numpy(gains)[None]
+    x_hat = model.net.decode(torch.from_numpy(indices)[None], gains_t)
     return _to_rgb8(x_hat, height, width)
 
 
-def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedModel, np.ndarray]:
-    """Validate a file, load the model it names and decode its indices → (header, model, indices [k, h, w])."""
+def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedModel, np.ndarray, np.ndarray | None]:
+    """Validate a file, load the model it names and decode its tokens → (header, model, indices [k, h, w], gain
+    symbols [k, h, w] or None for a direction-only model)."""
     header, words = bitstream.unpack(data)
     try:
         model = load_model(header.model_id, device)
@@ -100,17 +117,24 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
     h, w = -(-header.height // s), -(-header.width // s)
     if header.groups > model.config.groups or header.symbols != header.groups * h * w:
         raise bitstream.FormatError("corrupt header (symbol count does not match the image size)")
+    gain_words = None
+    if model.gains is not None:
+        if len(words) < 1 or int(words[0]) > len(words) - 1:
+            raise bitstream.FormatError("corrupt file (gain stream longer than the payload)")
+        gain_words, words = words[1:1 + int(words[0])], words[1 + int(words[0]):]
     if header.prior_hash is not None:
         if model.context is None or header.prior_hash != model.context_hash:
             have = model.context_hash.hex() if model.context is not None else "none"
             raise bitstream.FormatError(f"file needs conditional prior {header.prior_hash.hex()} of model "
                                         f"{header.model_id!r}, which is not available (have {have})")
-        return header, model, model.context.decode(words, header.groups, h, w)
     # Under the static prior no symbol costs less than −log2(max p): a payload shorter than that cannot hold the
     # declared image. Checked before anything of the image's size is allocated.
-    if 32 * header.words + 64 < model.prior.min_bits(header.groups, h * w):
+    elif 32 * len(words) + 64 < model.prior.min_bits(header.groups, h * w):
         raise bitstream.FormatError("corrupt file (payload too short for the declared image size)")
-    return header, model, model.prior.decode(words, header.groups, h, w)
+    gains = None if gain_words is None else model.gains.decode(gain_words, header.groups, h, w)
+    if header.prior_hash is not None:
+        return header, model, model.context.decode(words, header.groups, h, w), gains
+    return header, model, model.prior.decode(words, header.groups, h, w), gains
 
 
 def compress(image, quality: int | None = None, model: str | None = None, device: str = "cpu",
@@ -122,5 +146,5 @@ def compress(image, quality: int | None = None, model: str | None = None, device
 
 def decompress(data: bytes, device: str = "cpu") -> Image.Image:
     """.lsq bytes → the decoded RGB image (the model named in the file)."""
-    header, model, indices = parse(data, device)
-    return Image.fromarray(decode_indices(model, indices, header.height, header.width), "RGB")
+    header, model, indices, gains = parse(data, device)
+    return Image.fromarray(decode_indices(model, indices, header.height, header.width, gains), "RGB")

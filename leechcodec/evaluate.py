@@ -110,8 +110,8 @@ def eval_leechcodec(model: LoadedModel, images, qualities: list[int], workdir: P
             path.write_bytes(enc.data)
             t1 = time.perf_counter()
             data = path.read_bytes()
-            header, m, indices = parse(data, str(next(model.net.parameters()).device))
-            decoded = decode_indices(m, indices, header.height, header.width)
+            header, m, indices, gains = parse(data, str(next(model.net.parameters()).device))
+            decoded = decode_indices(m, indices, header.height, header.width, gains)
             t2 = time.perf_counter()
             p, s = _measure(rgb, decoded)
             rows.append(Row(curve_name(model, prior), q, name, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]),

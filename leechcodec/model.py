@@ -7,6 +7,11 @@ Rate control by ordered token groups: the model is trained with a random number 
 others set to zero, so decoding the first k groups of one model gives k rate points (progressive decoding). Quality
 level q of a model uses ``groups_for_quality[q-1]`` groups.
 
+Gain–shape tokens (``ModelConfig.gain_levels`` > 0): besides its direction (the Leech point), every token carries a
+gain g = ‖v‖/√24 of its standardized 24-d vector, quantized to one of ``gain_levels`` log-uniform levels
+2^(gain_log2_min + s·gain_log2_step), s = 0..L−1; the decoder sees g·(unit code vector). The gain symbols s
+[B, G, h, w] are coded beside the indices (``gains``). gain_levels = 0 is direction only (the paper's tokenizer).
+
 Two families of transforms (``ModelConfig.arch``), all layers from compressai:
 - ``"gdn"``: Ballé et al.'s 5×5 stride-2 convolutions with GDN / inverse GDN (as in compressai's
   ``FactorizedPrior``); fewer operations per pixel than ``"residual"`` (the default model's transforms).
@@ -38,6 +43,9 @@ class ModelConfig:
     quantizer: str = "leech"  # "leech" or "bsq"
     arch: str = "residual"  # "gdn" or "residual"; configs saved before the field existed are "residual"
     groups_for_quality: tuple[int, ...] = field(default=(1, 2, 3, 4, 6, 8, 10, 12))
+    gain_levels: int = 0  # 0: direction only; L > 0: gain–shape tokens with L log-uniform gain levels
+    gain_log2_min: float = -2.5  # log2 of the smallest gain level
+    gain_log2_step: float = 2 / 3  # spacing of the gain levels in octaves
 
     def __post_init__(self):
         if self.stride not in (8, 16):
@@ -52,6 +60,8 @@ class ModelConfig:
             raise ValueError(f"quantizer must be 'leech' or 'bsq', got {self.quantizer!r}")
         if not all(1 <= k <= self.groups for k in self.groups_for_quality):
             raise ValueError("groups_for_quality must lie in 1..groups")
+        if not 0 <= self.gain_levels <= 256 or self.gain_log2_step <= 0:
+            raise ValueError("gain_levels must lie in 0..256 and gain_log2_step be positive")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +129,28 @@ class LeechAutoencoder(nn.Module):
         """y_hat [B, 24·G, h, w] (absent groups zero) → x_hat [B, 3, 16h, 16w] (not clamped)."""
         return self.g_s(y_hat) + 0.5
 
+    def gain_symbols(self, y: torch.Tensor) -> torch.Tensor:
+        """Standardized latent y [B, 24·k, h, w] → gain symbols [B, k, h, w] int64 in [0, gain_levels)."""
+        c = self.cfg
+        b, ch, h, w = y.shape
+        gain = y.float().reshape(b, ch // DIM, DIM, h, w).norm(dim=2) / math.sqrt(DIM)
+        s = torch.round((torch.log2(gain.clamp_min(1e-30)) - c.gain_log2_min) / c.gain_log2_step)
+        return s.clamp(0, c.gain_levels - 1).long()
+
+    def gain_values(self, symbols: torch.Tensor) -> torch.Tensor:
+        """Gain symbols [B, k, h, w] → gains [B, 24·k, h, w] float32 (each repeated over its token's channels)."""
+        c = self.cfg
+        g = torch.exp2(c.gain_log2_min + c.gain_log2_step * symbols.float())
+        return g.repeat_interleave(DIM, dim=1)
+
+    def _gain_ste(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """y → (unquantized gains, quantized gains with a straight-through gradient, symbols); gains per channel."""
+        b, ch, h, w = y.shape
+        gain = (y.float().reshape(b, ch // DIM, DIM, h, w).norm(dim=2) / math.sqrt(DIM)).repeat_interleave(DIM, 1)
+        symbols = self.gain_symbols(y.detach())
+        g_hat = gain + (self.gain_values(symbols) - gain).detach()
+        return gain, g_hat, symbols
+
     def group_mask(self, keep: torch.Tensor) -> torch.Tensor:
         """keep [B] int (groups kept per sample) → float mask [B, 24·G, 1, 1] (1 for kept channels)."""
         g = torch.arange(self.cfg.groups, device=keep.device)
@@ -130,32 +162,44 @@ class LeechAutoencoder(nn.Module):
         code vectors with the unquantized unit vectors (warm-up)."""
         y = self.analysis(x)
         y_hat, indices = self.quantizer(y)
-        if blend < 1.0:
-            z = unit_vectors(y)
+        z = unit_vectors(y) if blend < 1.0 else None
+        gain_symbols = None
+        if self.cfg.gain_levels:
+            gain, g_hat, gain_symbols = self._gain_ste(y)
+            y_hat = y_hat * g_hat
+            z = z * gain if z is not None else None
+        if z is not None:
             y_hat = z + blend * (y_hat - z)
         if keep is not None:
             y_hat = y_hat * self.group_mask(keep)
-        return {"x_hat": self.synthesis(y_hat), "indices": indices, "y": y}
+        return {"x_hat": self.synthesis(y_hat), "indices": indices, "gain_symbols": gain_symbols, "y": y}
 
     # ---------------------------------------------------------------------------------------- inference API
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, groups: int | None = None) -> torch.Tensor:
-        """x [1, 3, H, W] float32 in [0, 1], H and W multiples of the stride → indices [1, k, H/s, W/s] int64 (CPU).
+    def encode(self, x: torch.Tensor, groups: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x [1, 3, H, W] float32 in [0, 1], H and W multiples of the stride → (indices [1, k, H/s, W/s] int64,
+        gain symbols of the same shape or None for a direction-only model), on the CPU.
 
         Quantization always runs on the CPU with the exact structured search, so the indices do not depend on the
         device that ran g_a beyond the float values of y."""
         k = self.cfg.groups if groups is None else groups
         y = tiled(self.analysis, x, 1 / self.stride, ENCODE_TILE, ENCODE_MARGIN)[:, : DIM * k].float().cpu()
         _, indices = self.quantizer(y)
-        return indices
+        return indices, (self.gain_symbols(y) if self.cfg.gain_levels else None)
 
     @torch.no_grad()
-    def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        """indices [1, k, h, w] → x_hat [1, 3, s·h, s·w] float32 in [0, 1] (on the model's device)."""
+    def decode(self, indices: torch.Tensor, gain_symbols: torch.Tensor | None = None) -> torch.Tensor:
+        """indices [1, k, h, w] (and gain symbols of the same shape for a gain–shape model) → x_hat [1, 3, s·h, s·w]
+        float32 in [0, 1] (on the model's device)."""
         b, k, h, w = indices.shape
+        if (gain_symbols is not None) != bool(self.cfg.gain_levels):
+            raise ValueError("gain symbols are needed exactly when the model has gain levels")
         device = next(self.parameters()).device
         y_hat = torch.zeros(b, DIM * self.cfg.groups, h, w, device=device)
-        y_hat[:, : DIM * k] = self.quantizer.indices_to_codes(indices.cpu()).to(device)
+        codes = self.quantizer.indices_to_codes(indices.cpu())
+        if gain_symbols is not None:
+            codes = codes * self.gain_values(gain_symbols.cpu())
+        y_hat[:, : DIM * k] = codes.to(device)
         return tiled(self.synthesis, y_hat, self.stride, DECODE_TILE, DECODE_MARGIN).clamp(0, 1)
 
 

@@ -1,8 +1,9 @@
 """The model registry: shipped weights in ``models/``, their hashes, and loading.
 
 A weights file is ``models/<id>-<sha8>.pt`` where sha8 is the first 8 hex digits of the SHA-256 of the file's bytes;
-it loads with ``torch.load(weights_only=True)`` and holds the config, the state dict, the frozen entropy tables and
-training metadata. ``models/zoo.json`` lists the shipped models (id, file, Kodak numbers) and names the default.
+it loads with ``torch.load(weights_only=True)`` and holds the config, the state dict, the frozen entropy tables (the
+static prior, and for a gain–shape model the gain prior) and training metadata. ``models/zoo.json`` lists the shipped
+models (id, file, Kodak numbers) and names the default.
 The models folder is ``$LEECHCODEC_MODELS`` if set, else ``models/`` next to the package.
 """
 
@@ -22,6 +23,7 @@ import torch
 from leechcodec import lattice
 from leechcodec.conditional import ConditionalPrior
 from leechcodec.entropy import StaticPrior
+from leechcodec.gains import GainPrior
 from leechcodec.model import LeechAutoencoder, ModelConfig
 
 WEIGHTS_FORMAT = 1
@@ -64,6 +66,7 @@ class LoadedModel:
     meta: dict
     context: ConditionalPrior | None = None  # entropy model v2, when the model ships one
     context_hash: bytes | None = None  # first 8 bytes of the SHA-256 of its file
+    gains: GainPrior | None = None  # the gain symbols' prior, exactly when the model has gain levels
 
     @property
     def config(self) -> ModelConfig:
@@ -143,12 +146,16 @@ def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedM
         net = LeechAutoencoder(cfg)
         net.load_state_dict(blob["state_dict"])
         prior = StaticPrior(blob["prior_freqs"].numpy().view(np.uint16))
+        gains = GainPrior(blob["gain_freqs"].numpy().view(np.uint16)) if cfg.gain_levels else None
+        if gains is not None and gains.freqs.shape[::2] != (cfg.groups, cfg.gain_levels):
+            raise ModelError(f"weights file {path.name} has a gain prior of the wrong shape")
     except ModelError:
         raise
     except Exception as e:  # noqa: BLE001 - any unpickling or shape problem means a broken file
         raise ModelError(f"weights file {path.name} is unreadable ({type(e).__name__}: {e})") from None
     net.eval().to(device)
-    return LoadedModel(blob["model_id"], bytes.fromhex(digest[:16]), net, prior, dict(blob.get("meta", {})))
+    return LoadedModel(blob["model_id"], bytes.fromhex(digest[:16]), net, prior, dict(blob.get("meta", {})),
+                       gains=gains)
 
 
 @lru_cache(maxsize=8)

@@ -161,9 +161,10 @@ def test_version_1_files_still_decode(default_model):
     """A file written before format 2 existed decodes, and re-encoding its tokens with the static prior gives the
     same bytes."""
     data = V1_FILE.read_bytes()
-    header, model, indices = parse(data)
+    header, model, indices, gains = parse(data)
     assert header.version == 1
     from leechcodec.codec import encode_indices
 
-    assert encode_indices(model, indices, header.height, header.width, prior="static").data == data
+    assert encode_indices(model, indices, header.height, header.width, prior="static",
+                          gains=gains).data == data
     assert leechcodec.decompress(data).size == (header.width, header.height)

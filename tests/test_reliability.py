@@ -57,13 +57,13 @@ def test_decompression_bomb_refused_before_decoding(tmp_path, monkeypatch):
 def test_tiled_transforms_match_whole_image(default_model, monkeypatch):
     rgb = np.asarray(Image.open(_kodak_or_skip()).convert("RGB"))[:256, :384].copy()
     whole = encode_image(default_model, rgb, default_model.qualities)
-    dec_whole = decode_indices(default_model, whole.indices, *rgb.shape[:2])
+    dec_whole = decode_indices(default_model, whole.indices, *rgb.shape[:2], whole.gains)
     monkeypatch.setattr(model_module, "ENCODE_TILE", 128)
     monkeypatch.setattr(model_module, "ENCODE_MARGIN", 64)
     monkeypatch.setattr(model_module, "DECODE_TILE", 8)
     monkeypatch.setattr(model_module, "DECODE_MARGIN", 4)
     tiled = encode_image(default_model, rgb, default_model.qualities)
-    dec_tiled = decode_indices(default_model, tiled.indices, *rgb.shape[:2])
+    dec_tiled = decode_indices(default_model, tiled.indices, *rgb.shape[:2], tiled.gains)
     assert (tiled.indices != whole.indices).mean() < 0.02
     assert abs(psnr(rgb, dec_tiled) - psnr(rgb, dec_whole)) < 0.1
 

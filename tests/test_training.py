@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -57,5 +58,38 @@ def test_train_resume_export_and_code(tmp_path, monkeypatch):
     lsq = codec.compress(img, quality=2, model="toy")
     out = codec.decompress(lsq)
     assert out.size == (96, 96)
-    header, _, indices = codec.parse(lsq)
+    header, _, indices, _ = codec.parse(lsq)
     assert header.model_id == "toy" and tuple(indices.shape)[-3:] == (2, 6, 6)  # 2 groups of 6 × 6 tokens
+
+
+def test_gain_shape_model_from_another_run_exports_and_round_trips(tmp_path, monkeypatch):
+    """--init-from starts a gain–shape run from a direction-only run's network; the export carries a gain prior
+    and files made with it carry the gain symbols exactly."""
+    data, base, run, models = tmp_path / "data", tmp_path / "base", tmp_path / "run", tmp_path / "models"
+    _toy_data(data)
+    train.main(["--out", str(base), "--data", str(data), "--steps", "2", *TINY])
+    train.main(["--out", str(run), "--data", str(data), "--steps", "2", "--gain-levels", "8",
+                "--init-from", str(base / "checkpoint.pt"), *TINY])
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["config"]["gain_levels"] == 8 and ckpt["step"] == 2
+
+    monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
+    export_model.main([str(run / "checkpoint.pt"), "--id", "toy-gain", "--data", str(data), "--images", "3"])
+    from leechcodec import codec
+    from leechcodec.zoo import load_model
+
+    model = load_model("toy-gain")
+    assert model.gains is not None and model.gains.freqs.shape == (2, 9, 8)
+    img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
+    enc = codec.encode_image(model, img, 2)
+    header, _, indices, gains = codec.parse(enc.data)
+    assert (indices == enc.indices).all() and gains.shape == (2, 6, 6) and (gains == enc.gains).all()
+    assert codec.decompress(enc.data).size == (96, 96)
+    with pytest.raises(ValueError, match="gain symbols exactly"):
+        codec.encode_indices(model, indices, 96, 96)
+    from leechcodec import bitstream
+
+    words = bitstream.unpack(enc.data)[1].copy()
+    words[0] = len(words)  # a gain stream longer than the payload (CRC recomputed: only the length is wrong)
+    with pytest.raises(bitstream.FormatError, match="gain stream longer"):
+        codec.decompress(bitstream.pack(header, words))

@@ -1,0 +1,99 @@
+"""Entropy model of the gain symbols of gain–shape models: a frozen categorical per group and context, and its stream.
+
+A gain–shape model (``ModelConfig.gain_levels`` = L > 0) gives every token a gain symbol s ∈ [0, L) beside its
+Leech index (``model``). Gains of one position are strongly correlated across groups, so the symbol of group g is
+coded under a categorical chosen by the symbol of group g−1 at the same position (context L for group 0):
+
+    freqs [G, L+1, L] uint16, all ≥ 1;  p(s | g, c) = freqs[g, c, s] / Σ_s' freqs[g, c, s']  (exact float64)
+
+Symbol order: group 0 in raster order, then group 1, and so on; every group is coded in one vectorized call, since
+its contexts are known once the previous group is decoded. The gain stream is a separate range-coder stream; the
+file puts it before the index stream (``bitstream``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from leechcodec.entropy import MAX_FREQ, DecodeError
+
+
+def gain_contexts(symbols: np.ndarray, levels: int) -> np.ndarray:
+    """Gain symbols [k, h, w] → the context of each symbol [k, h, w]: the previous group's symbol, L for group 0."""
+    ctx = np.empty_like(symbols)
+    ctx[0] = levels
+    ctx[1:] = symbols[:-1]
+    return ctx
+
+
+def gain_frequencies(symbols: list[np.ndarray], levels: int, alpha: float = 0.5) -> np.ndarray:
+    """Gain symbols of training images (a list of [G, h, w] arrays) → uint16 frequencies [G, L+1, L]
+    (Laplace-smoothed, all ≥ 1). The smoothed empirical conditional distribution minimizes −log2 p over them."""
+    groups = symbols[0].shape[0]
+    counts = np.zeros((groups, levels + 1, levels), np.float64)
+    for s in symbols:
+        ctx = gain_contexts(s, levels)
+        for g in range(groups):
+            np.add.at(counts[g], (ctx[g].ravel(), s[g].ravel()), 1)
+    p = (counts + alpha) / (counts + alpha).sum(axis=-1, keepdims=True)
+    return np.clip(np.rint(p * (MAX_FREQ / p.max(axis=-1, keepdims=True))), 1, MAX_FREQ).astype(np.uint16)
+
+
+@dataclass
+class GainPrior:
+    """Frozen conditional categorical over gain symbols. freqs: [G, L+1, L] uint16, all ≥ 1."""
+
+    freqs: np.ndarray
+
+    def __post_init__(self):
+        f = np.asarray(self.freqs)
+        if f.ndim != 3 or f.shape[1] != f.shape[2] + 1 or f.dtype != np.uint16 or (f == 0).any():
+            raise ValueError("a gain prior needs uint16 frequencies [G, L+1, L], all ≥ 1")
+        p = f.astype(np.float64)
+        self._probs = p / p.sum(axis=-1, keepdims=True)  # exact IEEE division: the same on every machine
+        self._family = constriction.stream.model.Categorical(perfect=False)
+
+    @property
+    def levels(self) -> int:
+        return self.freqs.shape[2]
+
+    def _check(self, symbols: np.ndarray) -> None:
+        if symbols.ndim != 3 or symbols.shape[0] > self.freqs.shape[0]:
+            raise ValueError(f"expected gain symbols [k ≤ {self.freqs.shape[0]}, h, w], got {symbols.shape}")
+        if symbols.size and (symbols.min() < 0 or symbols.max() >= self.levels):
+            raise ValueError(f"gain symbols must lie in [0, {self.levels})")
+
+    def information_bits(self, symbols: np.ndarray) -> float:
+        """−Σ log2 p(s | context) of gain symbols [k, h, w] (the ideal code length)."""
+        self._check(symbols)
+        ctx = gain_contexts(symbols, self.levels)
+        g = np.arange(symbols.shape[0])[:, None, None]
+        return float(-np.log2(self._probs[g, ctx, symbols]).sum())
+
+    def encode(self, symbols: np.ndarray) -> np.ndarray:
+        """Gain symbols [k, h, w] → uint32 words."""
+        self._check(symbols)
+        ctx = gain_contexts(symbols, self.levels)
+        enc = constriction.stream.queue.RangeEncoder()
+        for g in range(symbols.shape[0]):
+            enc.encode(np.ascontiguousarray(symbols[g].ravel(), dtype=np.int32), self._family,
+                       self._probs[g, ctx[g].ravel()])
+        return enc.get_compressed()
+
+    def decode(self, words: np.ndarray, k: int, h: int, w: int) -> np.ndarray:
+        """uint32 words → gain symbols [k, h, w] int64. Raises DecodeError on data the model cannot decode."""
+        if k > self.freqs.shape[0]:
+            raise DecodeError(f"{k} groups of gains, the model has {self.freqs.shape[0]}")
+        dec = constriction.stream.queue.RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32))
+        out = np.empty((k, h * w), np.int64)
+        ctx = np.full(h * w, self.levels, np.int64)
+        try:
+            for g in range(k):
+                out[g] = dec.decode(self._family, self._probs[g, ctx])
+                ctx = out[g]
+        except (AssertionError, ValueError, RuntimeError) as e:
+            raise DecodeError(f"gain stream does not decode ({e})") from None
+        return out.reshape(k, h, w)
