@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Print the Markdown tables for the README from a `leechcodec eval --json` result, and optionally redraw its plot.
 
-    bin/rd_table.py docs/kodak_eval.json [--plot docs/kodak_rd.png]
+    bin/rd_table.py docs/kodak_eval.json [--plot docs/kodak_rd.png] [--against docs/other_eval.json ...]
+
+--against adds the BD-rate of this result's leechcodec curve against the leechcodec curve of other results (another
+model measured on the same images).
 """
 
 from __future__ import annotations
@@ -17,14 +20,21 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("result", type=Path, help="JSON written by leechcodec eval --json")
     p.add_argument("--plot", type=Path, help="redraw the rate-distortion plot into this PNG")
+    p.add_argument("--against", type=Path, nargs="*", default=[], help="other eval results to compare with")
     args = p.parse_args(argv)
-    try:
-        data = json.loads(args.result.read_text())
-        data["results"], data["comparisons"], data["bd_rate"]  # the fields the tables need
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        p.exit(1, f"rd_table.py: error: {args.result} is not a leechcodec eval result ({e})\n")
+
+    def load(path: Path) -> dict:
+        try:
+            data = json.loads(path.read_text())
+            data["results"], data["comparisons"], data["bd_rate"]  # the fields the tables need
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            p.exit(1, f"rd_table.py: error: {path} is not a leechcodec eval result ({e})\n")
+        return data
+
+    data = load(args.result)
+    others = [load(path) for path in args.against]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     if args.plot:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from leechcodec.evaluate import curves_from_json, load_anchors, plot
 
         plot(curves_from_json(data), load_anchors(), args.plot)
@@ -50,6 +60,14 @@ def main(argv: list[str] | None = None) -> None:
     for t in data["bd_rate"]:
         v = t["bd_rate_percent"]
         print(f"| {t['reference']} | {'n/a' if v is None or math.isnan(v) else f'{v:+.1f}%'} |")
+    if others:
+        from leechcodec.metrics import bd_rate
+
+        r = data["results"]
+        for other in others:
+            o = other["results"]
+            v = bd_rate(o["bpp"], o["psnr-rgb"], r["bpp"], r["psnr-rgb"])
+            print(f"| {other['name']} ({other['description']}) | {'n/a' if math.isnan(v) else f'{v:+.1f}%'} |")
 
 
 if __name__ == "__main__":

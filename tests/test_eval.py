@@ -83,3 +83,25 @@ def test_bd_rate_identities():
     assert bd_rate(rate, quality, rate, quality) == pytest.approx(0, abs=1e-9)
     assert bd_rate(rate, quality, [r * 0.9 for r in rate], quality) == pytest.approx(-10, abs=1e-6)
     assert math.isnan(bd_rate(rate, quality, rate, [40, 41, 42, 43]))
+
+
+def test_rd_table_prints_bd_rate_against_another_result(tmp_path, capsys):
+    """bin/rd_table.py --against: the BD-rate of one eval result's curve against another's (here: the same PSNRs
+    at 80% of the rate, so exactly -20%)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bin"))
+    import rd_table
+
+    def result(name, scale):
+        r = {"quality": [1, 2, 3], "bpp": [0.1 * scale, 0.2 * scale, 0.4 * scale], "psnr-rgb": [24.0, 26.0, 28.0],
+             "ms-ssim-rgb": [0.8, 0.85, 0.9], "encoding_time": [0.1] * 3, "decoding_time": [0.1] * 3}
+        return {"name": name, "description": "test", "images": 2, "results": r, "comparisons": [], "bd_rate": []}
+
+    new, old = tmp_path / "new.json", tmp_path / "old.json"
+    new.write_text(json.dumps(result("new", 0.8)))
+    old.write_text(json.dumps(result("old", 1.0)))
+    rd_table.main([str(new), "--against", str(old)])
+    assert "| old (test) | -20.0% |" in capsys.readouterr().out
