@@ -93,3 +93,17 @@ def test_gain_shape_model_from_another_run_exports_and_round_trips(tmp_path, mon
     words[0] = len(words)  # a gain stream longer than the payload (CRC recomputed: only the length is wrong)
     with pytest.raises(bitstream.FormatError, match="gain stream longer"):
         codec.decompress(bitstream.pack(header, words))
+
+    # the conditional prior of the same model (bin/train_context.py), then files of format 2 with gains
+    import train_context
+
+    from leechcodec import zoo
+
+    train_context.main(["toy-gain", "--data", str(data), "--images", "3", "--steps", "2", "--batch", "64",
+                        "--work", str(tmp_path / "ctx")])
+    zoo._load_cached.cache_clear()
+    model = load_model("toy-gain")
+    assert model.context is not None
+    enc2 = codec.encode_image(model, img, 2)
+    header2, _, indices2, gains2 = codec.parse(enc2.data)
+    assert header2.version == 2 and (indices2 == enc.indices).all() and (gains2 == enc.gains).all()
