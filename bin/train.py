@@ -6,9 +6,22 @@ One run trains one variable-rate model: each sample keeps the leading token grou
 [0, 255] RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
 differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
 
-The shipped models came from (2-core AVX2 CPU, fp32). leech-gdn-s16g12 (default) — one run, stopped and resumed
-from its checkpoint with a new --steps (the cosine schedule follows the current --steps; the data stream is the
-same, its state lives in the checkpoint):
+The shipped models came from (2-core AVX2 CPU, fp32). leech-gs-s16g12 (default): gain–shape tokens with 8 gain
+levels, started from the network of leech-gdn-s16g12's run (its final checkpoint, step 15,000) — one run, stopped
+and resumed twice: at step 4,500 with a shorter --steps and one thread (beside bin/ablation.py), at step 8,500
+with two threads again:
+
+    bin/train.py --out runs/g12gain --arch gdn --widths 64,64,64 --groups 12 --steps 14000 --lr 5e-4 --seed 1 \
+        --gain-levels 8 --init-from runs/g12/checkpoint.pt --blend-steps 0                         # to 4500
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 bin/train.py --out runs/g12gain --arch gdn --widths 64,64,64 --groups 12 \
+        --steps 12000 --lr 5e-4 --seed 1 --gain-levels 8 --init-from runs/g12/checkpoint.pt --blend-steps 0 \
+        --threads 1                                                                                 # to 8500
+    bin/train.py --out runs/g12gain --arch gdn --widths 64,64,64 --groups 12 --steps 12000 --lr 5e-4 --seed 1 \
+        --gain-levels 8 --init-from runs/g12/checkpoint.pt --blend-steps 0
+    bin/export_model.py runs/g12gain/checkpoint.pt --id leech-gs-s16g12 --images 600 --default-quality 5
+
+leech-gdn-s16g12 — one run, stopped and resumed from its checkpoint with a new --steps (the cosine schedule follows
+the current --steps; the data stream is the same, its state lives in the checkpoint):
 
     bin/train.py --out runs/g12 --arch gdn --widths 64,64,64 --groups 12 --steps 20000 --lr 1e-3 --seed 0  # to 250
     bin/train.py --out runs/g12 --arch gdn --widths 64,64,64 --groups 12 --steps 17000 --lr 1e-3 --seed 0  # to 1750
