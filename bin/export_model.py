@@ -36,7 +36,7 @@ from leechcodec.zoo import WEIGHTS_FORMAT, models_dir, save_hashed
 def count_indices(net: LeechAutoencoder, images: list[np.ndarray], crop: int = 512,
                   gains: list | None = None) -> np.ndarray:
     """Index histogram per group [G, 196560] over centre crops of the images; a gain–shape model's gain symbols
-    [1, G, h, w] are appended to ``gains`` when given."""
+    [G, h, w] are appended to ``gains`` when given."""
     counts = np.zeros((net.cfg.groups, NUM_SYMBOLS), np.int64)
     s = net.stride
     for img in images:
@@ -46,7 +46,7 @@ def count_indices(net: LeechAutoencoder, images: list[np.ndarray], crop: int = 5
         idx, gain_symbols = net.encode(x)
         idx = idx[0].numpy()
         if gains is not None and gain_symbols is not None:
-            gains.append(gain_symbols.numpy())
+            gains.append(gain_symbols[0].numpy())
         for g in range(idx.shape[0]):
             counts[g] += np.bincount(idx[g].ravel(), minlength=NUM_SYMBOLS)
     return counts
@@ -81,7 +81,6 @@ def main(argv: list[str] | None = None) -> None:
           f"{used.tolist()}")
     extra = {}
     if cfg.gain_levels:
-        gain_symbols = [s[0] for s in gain_symbols]
         gain_freqs = gain_frequencies(gain_symbols, cfg.gain_levels)
         gain_prior = GainPrior(gain_freqs)
         bits = sum(gain_prior.information_bits(s) for s in gain_symbols) / sum(s.size for s in gain_symbols)

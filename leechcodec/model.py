@@ -129,13 +129,21 @@ class LeechAutoencoder(nn.Module):
         """y_hat [B, 24·G, h, w] (absent groups zero) → x_hat [B, 3, 16h, 16w] (not clamped)."""
         return self.g_s(y_hat) + 0.5
 
-    def gain_symbols(self, y: torch.Tensor) -> torch.Tensor:
-        """Standardized latent y [B, 24·k, h, w] → gain symbols [B, k, h, w] int64 in [0, gain_levels)."""
-        c = self.cfg
+    @staticmethod
+    def _token_gains(y: torch.Tensor) -> torch.Tensor:
+        """y [B, 24·k, h, w] → the gain ‖v‖/√24 of every token [B, k, h, w] float32."""
         b, ch, h, w = y.shape
-        gain = y.float().reshape(b, ch // DIM, DIM, h, w).norm(dim=2) / math.sqrt(DIM)
+        return y.float().reshape(b, ch // DIM, DIM, h, w).norm(dim=2) / math.sqrt(DIM)
+
+    def _symbols_of(self, gain: torch.Tensor) -> torch.Tensor:
+        """Token gains → the nearest level in the log domain, as symbols int64 in [0, gain_levels)."""
+        c = self.cfg
         s = torch.round((torch.log2(gain.clamp_min(1e-30)) - c.gain_log2_min) / c.gain_log2_step)
         return s.clamp(0, c.gain_levels - 1).long()
+
+    def gain_symbols(self, y: torch.Tensor) -> torch.Tensor:
+        """Standardized latent y [B, 24·k, h, w] → gain symbols [B, k, h, w] int64 in [0, gain_levels)."""
+        return self._symbols_of(self._token_gains(y))
 
     def gain_values(self, symbols: torch.Tensor) -> torch.Tensor:
         """Gain symbols [B, k, h, w] → gains [B, 24·k, h, w] float32 (each repeated over its token's channels)."""
@@ -145,9 +153,9 @@ class LeechAutoencoder(nn.Module):
 
     def _gain_ste(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """y → (unquantized gains, quantized gains with a straight-through gradient, symbols); gains per channel."""
-        b, ch, h, w = y.shape
-        gain = (y.float().reshape(b, ch // DIM, DIM, h, w).norm(dim=2) / math.sqrt(DIM)).repeat_interleave(DIM, 1)
-        symbols = self.gain_symbols(y.detach())
+        gain = self._token_gains(y)
+        symbols = self._symbols_of(gain.detach())
+        gain = gain.repeat_interleave(DIM, dim=1)
         g_hat = gain + (self.gain_values(symbols) - gain).detach()
         return gain, g_hat, symbols
 
