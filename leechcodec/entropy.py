@@ -25,7 +25,8 @@ class DecodeError(ValueError):
 
 
 def frequencies_from_counts(counts: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Index counts [..., 196560] → uint16 frequencies (Laplace-smoothed with ``alpha``, every entry ≥ 1).
+    """Symbol counts [..., n] (n = 196,560 for indices) → uint16 frequencies over the last axis (Laplace-smoothed
+    with ``alpha``, every entry ≥ 1).
 
     The smoothed empirical distribution is the minimizer of the rate term −log2 p(index) over the counted tokens.
     """

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from leechcodec.entropy import MAX_FREQ, DecodeError
+from leechcodec.entropy import DecodeError, frequencies_from_counts
 
 
 def gain_contexts(symbols: np.ndarray, levels: int) -> np.ndarray:
@@ -38,8 +38,7 @@ def gain_frequencies(symbols: list[np.ndarray], levels: int, alpha: float = 0.5)
         ctx = gain_contexts(s, levels)
         for g in range(groups):
             np.add.at(counts[g], (ctx[g].ravel(), s[g].ravel()), 1)
-    p = (counts + alpha) / (counts + alpha).sum(axis=-1, keepdims=True)
-    return np.clip(np.rint(p * (MAX_FREQ / p.max(axis=-1, keepdims=True))), 1, MAX_FREQ).astype(np.uint16)
+    return frequencies_from_counts(counts, alpha)
 
 
 @dataclass
