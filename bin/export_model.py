@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     reg["models"][args.id] = {"file": path.name, "sha256": sha, "qualities": len(cfg.groups_for_quality),
                               "groups_for_quality": list(cfg.groups_for_quality),
                               "default_quality": args.default_quality, "stride": cfg.stride,
-                              "quantizer": cfg.quantizer, "arch": cfg.arch, "parameters": meta["parameters"],
+                              "quantizer": cfg.quantizer, "arch": cfg.arch, "stages": cfg.stages,
+                              "parameters": meta["parameters"],
                               "training_steps": meta["training_steps"], "kodak": []}
     if args.default or len(reg["models"]) == 1:
         reg["default"] = args.id

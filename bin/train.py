@@ -120,6 +120,22 @@ def validate(model: LeechAutoencoder, images: list[np.ndarray], device: torch.de
     return result
 
 
+def leading_slices(source: dict, target: dict) -> dict:
+    """Fit another run's weights to this model: a tensor whose shape differs keeps its leading slice along every
+    axis that shrank (a model with fewer latent subspaces takes the first subspaces' channels — the ones the ordered
+    groups made most important); any other mismatch is an error."""
+    fitted = {}
+    for name, want in target.items():
+        have = source[name]
+        if have.shape != want.shape:
+            if have.dim() != want.dim() or any(a < b for a, b in zip(have.shape, want.shape, strict=True)):
+                raise SystemExit(f"--init-from: {name} has shape {tuple(have.shape)}, this model needs "
+                                 f"{tuple(want.shape)}")
+            have = have[tuple(slice(0, n) for n in want.shape)]
+        fitted[name] = have
+    return fitted
+
+
 def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -146,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
                         "1..G (how leech-s16g8 was trained)")
     p.add_argument("--gain-levels", type=int, default=0,
                    help="gain–shape tokens with this many log-uniform gain levels (0: direction only)")
+    p.add_argument("--gain-log2-min", type=float, default=-2.5, help="log2 of the smallest gain level")
+    p.add_argument("--stages", type=int, default=1,
+                   help="residual quantization stages per 24-d subspace (groups = stages × subspaces; model.py)")
     p.add_argument("--init-from", type=Path,
                    help="start a new run from the network weights of another run's checkpoint (same transforms)")
     p.add_argument("--blend-steps", type=int, default=500, help="steps over which quantization is blended in")
@@ -165,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     qualities = tuple(k for k in (1, 2, 3, 4, 6, 8, 10, 12, 16) if k <= args.groups)
     cfg = ModelConfig(stride=args.stride, groups=args.groups, widths=tuple(int(w) for w in args.widths.split(",")),
                       quantizer=args.quantizer, arch=args.arch, groups_for_quality=qualities,
-                      gain_levels=args.gain_levels)
+                      gain_levels=args.gain_levels, gain_log2_min=args.gain_log2_min, stages=args.stages)
     torch.manual_seed(args.seed)
     model = LeechAutoencoder(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -185,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         # Only the network weights travel (the gain levels add no parameters); optimizer, step and data stream start
         # afresh under this run's seed and schedule.
         init = torch.load(args.init_from, map_location=device, weights_only=False)
-        model.load_state_dict(init["model"])
+        model.load_state_dict(leading_slices(init["model"], model.state_dict()))
         print(f"initialized from {args.init_from} (step {init['step']} of that run)")
 
     t0 = time.time()

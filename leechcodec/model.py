@@ -12,6 +12,13 @@ gain g = ‖v‖/√24 of its standardized 24-d vector, quantized to one of ``ga
 2^(gain_log2_min + s·gain_log2_step), s = 0..L−1; the decoder sees g·(unit code vector). The gain symbols s
 [B, G, h, w] are coded beside the indices (``gains``). gain_levels = 0 is direction only (the paper's tokenizer).
 
+Residual stages (``ModelConfig.stages`` = T > 1, gain–shape only): the latent has S = G/T subspaces of 24 channels
+and every subspace is quantized T times, each stage coding what the earlier ones left (residual vector
+quantization with Λ24 directions): stage t sees e_t = u − √24·Σ_{t'<t} ĝ_t'·ĉ_t' of the standardized vector u and
+codes its direction ĉ_t and gain ĝ_t like any token. Tokens are ordered stage-major — token j is stage j // S of
+subspace j % S — so the first S tokens are the plain gain–shape tokens and every later one refines one of them;
+keeping k leading tokens is still the rate control, and the decoder adds the kept tokens of each subspace.
+
 Two families of transforms (``ModelConfig.arch``), all layers from compressai:
 - ``"gdn"``: Ballé et al.'s 5×5 stride-2 convolutions with GDN / inverse GDN (as in compressai's
   ``FactorizedPrior``); fewer operations per pixel than ``"residual"`` (the default model's transforms).
@@ -46,6 +53,7 @@ class ModelConfig:
     gain_levels: int = 0  # 0: direction only; L > 0: gain–shape tokens with L log-uniform gain levels
     gain_log2_min: float = -2.5  # log2 of the smallest gain level
     gain_log2_step: float = 2 / 3  # spacing of the gain levels in octaves
+    stages: int = 1  # T: residual quantization stages per subspace (groups = T × subspaces); > 1 needs gain levels
 
     def __post_init__(self):
         if self.stride not in (8, 16):
@@ -62,6 +70,13 @@ class ModelConfig:
             raise ValueError("groups_for_quality must lie in 1..groups")
         if not 0 <= self.gain_levels <= 256 or self.gain_log2_step <= 0:
             raise ValueError("gain_levels must lie in 0..256 and gain_log2_step be positive")
+        if self.stages < 1 or self.groups % self.stages or (self.stages > 1 and not self.gain_levels):
+            raise ValueError("stages must divide groups, and residual stages need gain levels")
+
+    @property
+    def subspaces(self) -> int:
+        """S: 24-d subspaces of the latent (= groups when there is one stage)."""
+        return self.groups // self.stages
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,24 +95,24 @@ def _analysis(cfg: ModelConfig) -> nn.Sequential:
         layers = []
         for a, b in pairwise(chans):
             layers += [conv(a, b, kernel_size=5, stride=2), GDN(b)]
-        return nn.Sequential(*layers, conv(chans[-1], DIM * cfg.groups, kernel_size=5, stride=2))
+        return nn.Sequential(*layers, conv(chans[-1], DIM * cfg.subspaces, kernel_size=5, stride=2))
     w = cfg.widths
     layers: list[nn.Module] = [nn.PixelUnshuffle(2), conv3x3(12, w[0]), ResidualBlock(w[0], w[0])]
     for a, b in pairwise(w):
         layers += [nn.PixelUnshuffle(2), conv3x3(4 * a, b), nn.LeakyReLU(inplace=True), ResidualBlock(b, b)]
-    layers += [ResidualBlock(w[-1], w[-1]), conv3x3(w[-1], DIM * cfg.groups)]
+    layers += [ResidualBlock(w[-1], w[-1]), conv3x3(w[-1], DIM * cfg.subspaces)]
     return nn.Sequential(*layers)
 
 
 def _synthesis(cfg: ModelConfig) -> nn.Sequential:
     if cfg.arch == "gdn":
-        chans = (DIM * cfg.groups, *cfg.widths[::-1])
+        chans = (DIM * cfg.subspaces, *cfg.widths[::-1])
         layers = []
         for a, b in pairwise(chans):
             layers += [deconv(a, b, kernel_size=5, stride=2), GDN(b, inverse=True)]
         return nn.Sequential(*layers, deconv(chans[-1], 3, kernel_size=5, stride=2))
     w = cfg.widths[::-1]
-    layers: list[nn.Module] = [conv3x3(DIM * cfg.groups, w[0]), ResidualBlock(w[0], w[0]), ResidualBlock(w[0], w[0])]
+    layers: list[nn.Module] = [conv3x3(DIM * cfg.subspaces, w[0]), ResidualBlock(w[0], w[0]), ResidualBlock(w[0], w[0])]
     for a, b in pairwise(w):
         layers += [subpel_conv3x3(a, b, 2), nn.LeakyReLU(inplace=True), ResidualBlock(b, b)]
     layers += [subpel_conv3x3(w[-1], 3, 2)]
@@ -113,7 +128,7 @@ class LeechAutoencoder(nn.Module):
         self.g_a = _analysis(cfg)
         # Per-channel standardization of the latent before the projection to the sphere: keeps the 24-d directions
         # spread over the codebook instead of collapsing onto a few points (running statistics at inference).
-        self.standardize = nn.BatchNorm2d(DIM * cfg.groups, affine=False)
+        self.standardize = nn.BatchNorm2d(DIM * cfg.subspaces, affine=False)
         self.g_s = _synthesis(cfg)
         self.quantizer = LeechQuantizer() if cfg.quantizer == "leech" else BSQQuantizer()
 
@@ -122,11 +137,11 @@ class LeechAutoencoder(nn.Module):
         return self.cfg.stride
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, 3, H, W] in [0, 1] → standardized latent y [B, 24·G, H/s, W/s]."""
+        """x [B, 3, H, W] in [0, 1] → standardized latent y [B, 24·S, H/s, W/s]."""
         return self.standardize(self.g_a(x - 0.5))
 
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
-        """y_hat [B, 24·G, h, w] (absent groups zero) → x_hat [B, 3, 16h, 16w] (not clamped)."""
+        """y_hat [B, 24·S, h, w] (absent groups zero) → x_hat [B, 3, 16h, 16w] (not clamped)."""
         return self.g_s(y_hat) + 0.5
 
     @staticmethod
@@ -169,6 +184,8 @@ class LeechAutoencoder(nn.Module):
         """Training pass. keep [B]: groups kept per sample (default all); blend in [0, 1] mixes the straight-through
         code vectors with the unquantized unit vectors (warm-up)."""
         y = self.analysis(x)
+        if self.cfg.stages > 1:
+            return self._forward_stages(y, keep, blend)
         y_hat, indices = self.quantizer(y)
         z = unit_vectors(y) if blend < 1.0 else None
         gain_symbols = None
@@ -182,6 +199,53 @@ class LeechAutoencoder(nn.Module):
             y_hat = y_hat * self.group_mask(keep)
         return {"x_hat": self.synthesis(y_hat), "indices": indices, "gain_symbols": gain_symbols, "y": y}
 
+    def _forward_stages(self, y: torch.Tensor, keep: torch.Tensor | None, blend: float) -> dict:
+        """Training pass of a residual-stage model: one straight-through estimator for the sum of a subspace's kept
+        stages (forward: the quantized sum; gradient: identity to y/√24, the unquantized decoder input)."""
+        s = self.cfg.subspaces
+        indices, gain_symbols, vectors = self._quantize_stages(y, self.cfg.groups)
+        target = y.float() / math.sqrt(DIM)
+        if keep is not None:
+            vectors = vectors * self.group_mask(keep)
+            present = (torch.arange(s, device=y.device)[None, :] < keep[:, None]).float()
+            target = target * present.repeat_interleave(DIM, dim=1)[:, :, None, None]
+        y_hat = target + blend * (self._assemble(vectors) - target).detach()
+        return {"x_hat": self.synthesis(y_hat), "indices": indices, "gain_symbols": gain_symbols, "y": y}
+
+    @torch.no_grad()
+    def _quantize_stages(self, y: torch.Tensor, tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Standardized latent y [B, 24·S, h, w] → its leading ``tokens`` gain–shape tokens in stage-major order:
+        (indices [B, k, h, w], gain symbols [B, k, h, w], decoder-scale vectors ĝ·ĉ [B, 24·k, h, w]).
+
+        Stage t quantizes the residual the stages before it left, in the standardized scale (hence the √24 that
+        undoes the gain's normalization); with one stage this is plain gain–shape quantization of y."""
+        s = self.cfg.subspaces
+        residual = y.float()
+        indices, symbols, vectors = [], [], []
+        for t0 in range(0, tokens, s):
+            n = min(s, tokens - t0)
+            r = residual[:, : DIM * n]
+            codes, idx = self.quantizer(r)
+            sym = self.gain_symbols(r)
+            vec = codes * self.gain_values(sym)
+            indices.append(idx)
+            symbols.append(sym)
+            vectors.append(vec)
+            residual = torch.cat([r - math.sqrt(DIM) * vec, residual[:, DIM * n:]], dim=1)
+        return torch.cat(indices, dim=1), torch.cat(symbols, dim=1), torch.cat(vectors, dim=1)
+
+    def _assemble(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Decoder-scale token vectors [B, 24·k, h, w] (stage-major) → decoder input [B, 24·S, h, w]: each subspace
+        is the sum of its kept stages, added in stage order (a fixed order, so every decoder gets the same floats);
+        subspaces without a kept token are zero."""
+        b, c, h, w = vectors.shape
+        width = DIM * self.cfg.subspaces
+        y_hat = vectors.new_zeros(b, width, h, w)
+        for c0 in range(0, c, width):
+            part = vectors[:, c0:c0 + width]
+            y_hat[:, : part.shape[1]] += part
+        return y_hat
+
     # ---------------------------------------------------------------------------------------- inference API
     @torch.no_grad()
     def encode(self, x: torch.Tensor, groups: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -191,9 +255,12 @@ class LeechAutoencoder(nn.Module):
         Quantization always runs on the CPU with the exact structured search, so the indices do not depend on the
         device that ran g_a beyond the float values of y."""
         k = self.cfg.groups if groups is None else groups
-        y = tiled(self.analysis, x, 1 / self.stride, ENCODE_TILE, ENCODE_MARGIN)[:, : DIM * k].float().cpu()
-        _, indices = self.quantizer(y)
-        return indices, (self.gain_symbols(y) if self.cfg.gain_levels else None)
+        s = min(k, self.cfg.subspaces)
+        y = tiled(self.analysis, x, 1 / self.stride, ENCODE_TILE, ENCODE_MARGIN)[:, : DIM * s].float().cpu()
+        if self.cfg.gain_levels:
+            indices, gain_symbols, _ = self._quantize_stages(y, k)
+            return indices, gain_symbols
+        return self.quantizer(y)[1], None
 
     @torch.no_grad()
     def decode(self, indices: torch.Tensor, gain_symbols: torch.Tensor | None = None) -> torch.Tensor:
@@ -203,11 +270,10 @@ class LeechAutoencoder(nn.Module):
         if (gain_symbols is not None) != bool(self.cfg.gain_levels):
             raise ValueError("gain symbols are needed exactly when the model has gain levels")
         device = next(self.parameters()).device
-        y_hat = torch.zeros(b, DIM * self.cfg.groups, h, w, device=device)
         codes = self.quantizer.indices_to_codes(indices.cpu())
         if gain_symbols is not None:
             codes = codes * self.gain_values(gain_symbols.cpu())
-        y_hat[:, : DIM * k] = codes.to(device)
+        y_hat = self._assemble(codes).to(device)
         return tiled(self.synthesis, y_hat, self.stride, DECODE_TILE, DECODE_MARGIN).clamp(0, 1)
 
 

@@ -107,3 +107,31 @@ def test_gain_shape_model_from_another_run_exports_and_round_trips(tmp_path, mon
     enc2 = codec.encode_image(model, img, 2)
     header2, _, indices2, gains2 = codec.parse(enc2.data)
     assert header2.version == 2 and (indices2 == enc.indices).all() and (gains2 == enc.gains).all()
+
+
+def test_residual_stage_model_from_a_wider_run_exports_and_round_trips(tmp_path, monkeypatch):
+    """--stages 2 from a two-subspace run: the network keeps the first subspace (leading slices); its files carry
+    two tokens per position, and decoding adds them."""
+    data, base, run, models = tmp_path / "data", tmp_path / "base", tmp_path / "run", tmp_path / "models"
+    _toy_data(data)
+    train.main(["--out", str(base), "--data", str(data), "--steps", "2", *TINY])
+    train.main(["--out", str(run), "--data", str(data), "--steps", "2", "--gain-levels", "11", "--gain-log2-min",
+                "-4.5", "--stages", "2", "--init-from", str(base / "checkpoint.pt"), *TINY])
+    cfg = torch.load(run / "checkpoint.pt", weights_only=False)["config"]
+    assert cfg["stages"] == 2 and cfg["groups"] == 2
+
+    monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
+    export_model.main([str(run / "checkpoint.pt"), "--id", "toy-stages", "--data", str(data), "--images", "3"])
+    from leechcodec import codec
+    from leechcodec.zoo import load_model
+
+    model = load_model("toy-stages")
+    img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
+    enc = codec.encode_image(model, img, 2)
+    _, _, indices, gains = codec.parse(enc.data)
+    assert indices.shape[-3:] == (2, 6, 6) and (indices == enc.indices).all() and (gains == enc.gains).all()
+    decoded = np.asarray(codec.decompress(enc.data)).astype(int)
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1).float().div(255)[None]
+    with torch.no_grad():  # the training pass with both tokens kept: what the decoder must reproduce
+        x_hat = model.net(x, keep=torch.tensor([2]))["x_hat"].clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    assert np.abs(decoded - np.round(x_hat * 255)).max() <= 1

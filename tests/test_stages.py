@@ -1,0 +1,67 @@
+"""Residual stages (ModelConfig.stages > 1): stage-major tokens, each refining what the earlier stages of its 24-d
+subspace left; and fitting another run's weights to a model with fewer subspaces (bin/train.py --init-from)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from leechcodec.model import LeechAutoencoder, ModelConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bin"))
+import train
+
+
+def _net(stages: int, groups: int = 6) -> LeechAutoencoder:
+    torch.manual_seed(0)
+    cfg = ModelConfig(groups=groups, widths=(8, 8, 8), arch="gdn", groups_for_quality=tuple(range(1, groups + 1)),
+                      gain_levels=11, gain_log2_min=-4.5, stages=stages)
+    return LeechAutoencoder(cfg).eval()
+
+
+def test_config_needs_whole_stages_with_gains():
+    assert _net(3).cfg.subspaces == 2 and _net(1).cfg.subspaces == 6
+    with pytest.raises(ValueError, match="stages must divide"):
+        ModelConfig(groups=6, widths=(8, 8, 8), arch="gdn", groups_for_quality=(6,), gain_levels=8, stages=4)
+    with pytest.raises(ValueError, match="need gain levels"):
+        ModelConfig(groups=6, widths=(8, 8, 8), arch="gdn", groups_for_quality=(6,), stages=2)
+
+
+def test_each_stage_refines_its_subspace_and_tokens_are_prefixes():
+    net = _net(3)
+    y = torch.randn(2, 48, 5, 6)
+    idx, sym, vec = net._quantize_stages(y, 6)
+    assert idx.shape == sym.shape == (2, 6, 5, 6) and vec.shape == (2, 144, 5, 6)
+    # stage 1 are the plain gain–shape tokens of y
+    assert (idx[:, :2] == net.quantizer(y)[1]).all() and (sym[:, :2] == net.gain_symbols(y)).all()
+    # fewer tokens are a prefix of more (the rate control keeps leading tokens)
+    idx4, sym4, _ = net._quantize_stages(y, 4)
+    assert (idx4 == idx[:, :4]).all() and (sym4 == sym[:, :4]).all()
+    # every added stage brings the decoder input closer to y/√24, by a wide margin
+    target = y / 24**0.5
+    errors = [float(((net._assemble(vec[:, : 24 * k]) - target) ** 2).sum()) for k in (2, 4, 6)]
+    assert errors[1] < 0.6 * errors[0] and errors[2] < 0.6 * errors[1]
+
+
+def test_decode_of_encode_is_the_training_pass():
+    net = _net(2, groups=4)
+    x = torch.rand(1, 3, 48, 64)
+    for k in (1, 3, 4):
+        indices, gains = net.encode(x, k)
+        assert indices.shape == gains.shape == (1, k, 3, 4)
+        with torch.no_grad():
+            x_train = net(x, keep=torch.tensor([k]))["x_hat"].clamp(0, 1)
+        assert torch.allclose(net.decode(indices, gains), x_train, atol=1e-5)
+
+
+def test_leading_slices_keep_the_first_subspaces():
+    wide, narrow = _net(1).state_dict(), _net(3).state_dict()
+    fitted = train.leading_slices(wide, narrow)
+    assert all(fitted[n].shape == narrow[n].shape for n in narrow)
+    last_conv = next(n for n in wide if n.startswith("g_a.") and wide[n].shape[0] == 144)
+    assert torch.equal(fitted[last_conv], wide[last_conv][:48])
+    with pytest.raises(SystemExit, match="needs"):
+        train.leading_slices(narrow, wide)
