@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{used.tolist()}")
     extra = {}
     if cfg.gain_levels:
-        gain_freqs = gain_frequencies(gain_symbols, cfg.gain_levels)
-        gain_prior = GainPrior(gain_freqs)
+        gain_freqs = gain_frequencies(gain_symbols, cfg.gain_levels, subspaces=cfg.subspaces)
+        gain_prior = GainPrior(gain_freqs, cfg.subspaces)
         bits = sum(gain_prior.information_bits(s) for s in gain_symbols) / sum(s.size for s in gain_symbols)
         print(f"gain prior ({cfg.gain_levels} levels): {bits:.3f} bits per gain on the same images")
         extra["gain_freqs"] = torch.from_numpy(gain_freqs.view(np.int16))

@@ -6,7 +6,20 @@ One run trains one variable-rate model: each sample keeps the leading token grou
 [0, 255] RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
 differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
 
-The shipped models came from (2-core AVX2 CPU, fp32). leech-gs-s16g12 (default): gain–shape tokens with 8 gain
+The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3-s16g12 (default): residual stages — 4 subspaces ×
+3 stages of gain–shape tokens, 11 gain levels from 2^-4.5 — started from leech-gs-s16g12's final checkpoint (its
+first 4 subspaces: leading slices). Steps to 1,750 ran on one thread beside a 6 × 2 pilot (``--stages 2``, stopped
+there: lower validation PSNR from q5 up at steps 1,000 and 1,500), then it resumed on two threads:
+
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 bin/train.py --out runs/s4t3 --arch gdn --widths 64,64,64 --groups 12 \
+        --stages 3 --steps 15000 --lr 5e-4 --seed 2 --gain-levels 11 --gain-log2-min -4.5 \
+        --init-from runs/g12gain/checkpoint.pt --blend-steps 0 --threads 1 --val-every 500            # to 1750
+    bin/train.py --out runs/s4t3 --arch gdn --widths 64,64,64 --groups 12 --stages 3 --steps 16000 --lr 5e-4 \
+        --seed 2 --gain-levels 11 --gain-log2-min -4.5 --init-from runs/g12gain/checkpoint.pt --blend-steps 0 \
+        --val-every 2000
+    bin/export_model.py runs/s4t3/checkpoint.pt --id leech-rs3-s16g12 --images 600 --default-quality 5 --default
+
+leech-gs-s16g12: gain–shape tokens with 8 gain
 levels, started from the network of leech-gdn-s16g12's run (its final checkpoint, step 15,000) — one run, stopped
 and resumed twice: at step 4,500 with a shorter --steps and one thread (beside bin/ablation.py), at step 8,500
 with two threads again:

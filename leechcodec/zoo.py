@@ -146,7 +146,8 @@ def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedM
         net = LeechAutoencoder(cfg)
         net.load_state_dict(blob["state_dict"])
         prior = StaticPrior(blob["prior_freqs"].numpy().view(np.uint16))
-        gains = GainPrior(blob["gain_freqs"].numpy().view(np.uint16)) if cfg.gain_levels else None
+        gain_freqs = blob["gain_freqs"].numpy().view(np.uint16) if cfg.gain_levels else None
+        gains = GainPrior(gain_freqs, cfg.subspaces) if cfg.gain_levels else None  # S = G: no residual stages
         if gains is not None and gains.freqs.shape[::2] != (cfg.groups, cfg.gain_levels):
             raise ModelError(f"weights file {path.name} has a gain prior of the wrong shape")
     except ModelError:
