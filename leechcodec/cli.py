@@ -152,7 +152,8 @@ def models(as_json: bool) -> None:
         return
     for m in entries:
         star = " (default)" if m["default"] else ""
-        click.echo(f"{m['id']}{star}: {m['quantizer']}, stride {m['stride']}, {m['parameters'] / 1e6:.2f} M "
+        stages = f", {m['stages']} residual stages" if m.get("stages", 1) > 1 else ""
+        click.echo(f"{m['id']}{star}: {m['quantizer']}, stride {m['stride']}{stages}, {m['parameters'] / 1e6:.2f} M "
                    f"parameters, qualities 1..{m['qualities']} (default {m['default_quality']}), file {m['file']}")
         if m.get("kodak"):
             click.echo("  quality  groups   bpp     PSNR-RGB  MS-SSIM   (Kodak, 24 images, real files)")
