@@ -1,7 +1,8 @@
 """The Λ24-SQ autoencoder: analysis and synthesis transforms around the Leech quantizer, and its config.
 
 Shapes (Ballé names): x [B, 3, H, W] float32 in [0, 1] (H, W multiples of ``stride``) → g_a → y [B, 24·G, H/s, W/s]
-→ quantizer → y_hat (unit code vectors) and indices [B, G, H/s, W/s] int64 → g_s → x_hat [B, 3, H, W].
+→ quantizer → y_hat (unit code vectors) and indices [B, G, H/s, W/s] int64 → g_s → x_hat [B, 3, H, W]. (With
+residual stages, below, y and y_hat have 24·S channels for S = G/T subspaces.)
 
 Rate control by ordered token groups: the model is trained with a random number k of leading groups kept and the
 others set to zero, so decoding the first k groups of one model gives k rate points (progressive decoding). Quality
@@ -207,8 +208,7 @@ class LeechAutoencoder(nn.Module):
         target = y.float() / math.sqrt(DIM)
         if keep is not None:
             vectors = vectors * self.group_mask(keep)
-            present = (torch.arange(s, device=y.device)[None, :] < keep[:, None]).float()
-            target = target * present.repeat_interleave(DIM, dim=1)[:, :, None, None]
+            target = target * self.group_mask(keep.clamp(max=s))[:, : DIM * s]  # subspaces with a kept token
         y_hat = target + blend * (self._assemble(vectors) - target).detach()
         return {"x_hat": self.synthesis(y_hat), "indices": indices, "gain_symbols": gain_symbols, "y": y}
 
