@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Encode/decode speed and peak memory of the default model on one image, CPU.
 
-    bin/bench_codec.py [IMAGE] [-q QUALITY] [--runs 5] [--threads 0] [--resize 4000x3000]
+    bin/bench_codec.py [IMAGE] [-q QUALITY] [--runs 5] [--threads 0] [--resize 4000x3000] [--refine N]
 
 IMAGE defaults to ../shared/data/kodak/kodim01.png (768x512). Prints model load time separately, the median encode
 and decode times over the runs (whole pipeline: image → file → image), and the process's peak resident memory.
 For a model with a conditional prior both entropy models are timed side by side, interleaved run by run, with the
-ratio conditional / static.
+ratio conditional / static. With --refine N the plain encoder and N steps of encoder-side refinement are timed side
+by side instead (the model's default prior), with the PSNR each reaches.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--resize", default=None, help="WxH: resize the image first (e.g. 4000x3000 for the memory check)")
+    p.add_argument("--refine", type=int, default=0, help="compare the plain encoder with N steps of refinement")
     args = p.parse_args()
 
     t0 = time.perf_counter()
@@ -37,6 +39,7 @@ def main() -> None:
 
     from leechcodec.codec import decode_indices, encode_image, parse
     from leechcodec.imageio import read_image
+    from leechcodec.metrics import psnr
     from leechcodec.zoo import load_model
 
     if args.threads:
@@ -52,30 +55,42 @@ def main() -> None:
 
         w, h = (int(v) for v in args.resize.split("x"))
         rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
-    priors = ["static", "conditional"] if model.context is not None else ["static"]
-    times = {pr: ([], []) for pr in priors}
-    sizes = {}
+    # each setting: (label, prior, refinement steps)
+    if args.refine:
+        settings = [("plain", "auto", 0), (f"refine {args.refine}", "auto", args.refine)]
+    else:
+        settings = [(pr, pr, 0) for pr in (["static", "conditional"] if model.context is not None else ["static"])]
+    priors = [label for label, _, _ in settings]
+    times = {label: ([], []) for label in priors}
+    sizes, quality = {}, {}
     for run in range(args.runs + 1):  # run 0 is a warm-up (kernel caches)
-        for pr in priors:
+        for label, pr, steps in settings:
             t0 = time.perf_counter()
-            enc = encode_image(model, rgb, args.quality, pr)
+            enc = encode_image(model, rgb, args.quality, pr, steps)
             t1 = time.perf_counter()
             header, m, idx, gains = parse(enc.data)
-            decode_indices(m, idx, header.height, header.width, gains)
+            decoded = decode_indices(m, idx, header.height, header.width, gains)
             t2 = time.perf_counter()
-            sizes[pr] = enc
+            sizes[label], quality[label] = enc, psnr(rgb, decoded)
             if run:
-                times[pr][0].append(t1 - t0)
-                times[pr][1].append(t2 - t1)
+                times[label][0].append(t1 - t0)
+                times[label][1].append(t2 - t1)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"image {args.image.name} {rgb.shape[1]}x{rgb.shape[0]}, model {model.model_id}, "
           f"quality {args.quality or model.meta.get('default_quality')}, torch threads {torch.get_num_threads()}")
     print(f"import {t_import:.2f} s, model load {t_load:.2f} s")
     med = {pr: (statistics.median(e), statistics.median(d)) for pr, (e, d) in times.items()}
-    print(f"{'prior':<12} {'bytes':>8} {'bpp':>8} {'encode s':>9} {'decode s':>9}   (medians of {args.runs} runs)")
+    print(f"{'setting':<12} {'bytes':>8} {'bpp':>8} {'PSNR dB':>8} {'encode s':>9} {'decode s':>9}   "
+          f"(medians of {args.runs} runs)")
     for pr in priors:
-        print(f"{pr:<12} {len(sizes[pr].data):>8} {sizes[pr].bpp:8.4f} {med[pr][0]:9.3f} {med[pr][1]:9.3f}")
-    if len(priors) == 2:
+        print(f"{pr:<12} {len(sizes[pr].data):>8} {sizes[pr].bpp:8.4f} {quality[pr]:8.2f} {med[pr][0]:9.3f} "
+              f"{med[pr][1]:9.3f}")
+    if args.refine:
+        (ep, dp), (er, dr) = med[priors[0]], med[priors[1]]
+        print(f"refined / plain: size {len(sizes[priors[1]].data) / len(sizes[priors[0]].data):.3f}, PSNR "
+              f"{quality[priors[1]] - quality[priors[0]]:+.2f} dB, encode time {er / ep:.1f}x, decode time "
+              f"{dr / dp:.2f}x")
+    elif len(priors) == 2:
         (es, ds), (ec, dc) = med["static"], med["conditional"]
         print(f"conditional / static: size {len(sizes['conditional'].data) / len(sizes['static'].data):.3f}, "
               f"encode time {ec / es:.2f}x, decode time {dc / ds:.2f}x")

@@ -2,9 +2,12 @@
 """Print the Markdown tables for the README from a `leechcodec eval --json` result, and optionally redraw its plot.
 
     bin/rd_table.py docs/kodak_eval.json [--plot docs/kodak_rd.png] [--against docs/other_eval.json ...]
+                    [--with-their-comparisons] [--plot-also docs/other_eval.json ...]
 
 --against adds the BD-rate of this result's leechcodec curve against the leechcodec curve of other results (another
-model measured on the same images).
+model, or the same model with other encoder settings, measured on the same images); with --with-their-comparisons
+also against the curves those results measured beside it (the Pillow codecs). --plot-also draws the leechcodec
+curves of other results into the plot too.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("result", type=Path, help="JSON written by leechcodec eval --json")
     p.add_argument("--plot", type=Path, help="redraw the rate-distortion plot into this PNG")
     p.add_argument("--against", type=Path, nargs="*", default=[], help="other eval results to compare with")
+    p.add_argument("--with-their-comparisons", action="store_true",
+                   help="--against also takes the other results' measured comparison curves")
+    p.add_argument("--plot-also", type=Path, nargs="*", default=[], help="eval results whose curve joins the plot")
     args = p.parse_args(argv)
 
     def load(path: Path) -> dict:
@@ -37,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot:
         from leechcodec.evaluate import curves_from_json, load_anchors, plot
 
-        plot(curves_from_json(data), load_anchors(), args.plot)
+        plot(curves_from_json(data) + [curves_from_json(load(path))[0] for path in args.plot_also], load_anchors(),
+             args.plot)
     r = data["results"]
     print(f"**{data['name']}** — {data['description']}; mean over {data['images']} images.\n")
     print("| quality | bpp | PSNR-RGB (dB) | MS-SSIM | encode (s) | decode (s) |")
@@ -65,9 +72,11 @@ def main(argv: list[str] | None = None) -> None:
 
         r = data["results"]
         for other in others:
-            o = other["results"]
-            v = bd_rate(o["bpp"], o["psnr-rgb"], r["bpp"], r["psnr-rgb"])
-            print(f"| {other['name']} ({other['description']}) | {'n/a' if math.isnan(v) else f'{v:+.1f}%'} |")
+            for i, c in enumerate([other] + (other["comparisons"] if args.with_their_comparisons else [])):
+                o = c["results"]
+                v = bd_rate(o["bpp"], o["psnr-rgb"], r["bpp"], r["psnr-rgb"])
+                where = c["description"] if i == 0 else f"measured beside {other['name']}"
+                print(f"| {c['name']} ({where}) | {'n/a' if math.isnan(v) else f'{v:+.1f}%'} |")
 
 
 if __name__ == "__main__":

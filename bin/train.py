@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gain-log2-min", type=float, default=-2.5, help="log2 of the smallest gain level")
     p.add_argument("--stages", type=int, default=1,
                    help="residual quantization stages per 24-d subspace (groups = stages × subspaces; model.py)")
+    p.add_argument("--qualities", type=str, default="1,2,3,4,6,8,10,12,16",
+                   help="token groups kept at each quality level, ascending (those above --groups are dropped)")
     p.add_argument("--init-from", type=Path,
                    help="start a new run from the network weights of another run's checkpoint (same transforms)")
     p.add_argument("--blend-steps", type=int, default=500, help="steps over which quantization is blended in")
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / "checkpoint.pt"
 
-    qualities = tuple(k for k in (1, 2, 3, 4, 6, 8, 10, 12, 16) if k <= args.groups)
+    qualities = tuple(k for k in (int(q) for q in args.qualities.split(",")) if k <= args.groups)
     cfg = ModelConfig(stride=args.stride, groups=args.groups, widths=tuple(int(w) for w in args.widths.split(",")),
                       quantizer=args.quantizer, arch=args.arch, groups_for_quality=qualities,
                       gain_levels=args.gain_levels, gain_log2_min=args.gain_log2_min, stages=args.stages)

@@ -56,6 +56,10 @@ PRIOR_OPTION = click.option("--prior", type=click.Choice(["auto", "conditional",
                             show_default=True,
                             help="entropy model: conditional (format 2), static (format 1), auto = conditional when "
                                  "the model has one")
+REFINE_OPTION = click.option("--refine", type=click.IntRange(min=0), default=0, show_default=True,
+                             help="steps of encoder-side latent refinement: same token count and format, lower "
+                                  "distortion, about 0.3 s per step for a 768x512 image on 2 CPU cores (25 is a good "
+                                  "choice; 0 = off)")
 DEVICE_OPTION = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
                              show_default=True, help="where the network runs")
 
@@ -74,10 +78,11 @@ def main() -> None:
 @click.option("-q", "--quality", type=int, default=None, help="quality level 1..N, lowest rate first")
 @click.option("-m", "--model", "model_id", default=None, help="model id (default: the shipped default)")
 @PRIOR_OPTION
+@REFINE_OPTION
 @DEVICE_OPTION
 @click.option("-f", "--force", is_flag=True, help="overwrite an existing output")
-def encode(input: Path, output: Path | None, quality: int | None, model_id: str | None, prior: str, device: str,
-           force: bool) -> None:
+def encode(input: Path, output: Path | None, quality: int | None, model_id: str | None, prior: str, refine: int,
+           device: str, force: bool) -> None:
     """Compress an image (anything Pillow reads) into a .lsq file."""
     from leechcodec.codec import encode_image
     from leechcodec.imageio import ImageError, read_image, write_atomic
@@ -88,7 +93,7 @@ def encode(input: Path, output: Path | None, quality: int | None, model_id: str 
     try:
         rgb = read_image(input)
         model = load_model(model_id, _device(device))
-        enc = encode_image(model, rgb, quality, prior)
+        enc = encode_image(model, rgb, quality, prior, refine)
     except (ImageError, ValueError) as e:
         raise UserError(f"{input}: {e}" if isinstance(e, ImageError) else str(e)) from None
     write_atomic(output, enc.data)
@@ -175,13 +180,16 @@ def models(as_json: bool) -> None:
 @click.option("--log-rate", is_flag=True, help="logarithmic bpp axis in the plot")
 @click.option("--update-registry", is_flag=True, help="store the measured means in models/zoo.json")
 @PRIOR_OPTION
+@REFINE_OPTION
 @DEVICE_OPTION
 def eval_command(dataset: Path, qualities: str, model_id: str | None, compare: str, json_out: Path | None,
                  csv_out: Path | None, plot_out: Path | None, log_rate: bool, update_registry: bool, prior: str,
-                 device: str) -> None:
+                 refine: int, device: str) -> None:
     """Rate–distortion of leechcodec (real files) beside classic codecs, with BD-rates and plots."""
     from leechcodec import evaluate, zoo
 
+    if update_registry and refine:
+        raise UserError("--update-registry records the plain encoder's numbers; drop --refine")
     try:
         model = zoo.load_model(model_id, _device(device))
         n = model.qualities
@@ -190,7 +198,7 @@ def eval_command(dataset: Path, qualities: str, model_id: str | None, compare: s
             model.groups_for(q)
         codecs = [c.strip() for c in compare.split(",") if c.strip()]
         result = evaluate.run(dataset, model, qs, codecs, json_out, csv_out, plot_out, log_rate, echo=click.echo,
-                              prior=prior)
+                              prior=prior, refine=refine)
     except ValueError as e:
         raise UserError(str(e)) from None
     if update_registry:

@@ -20,6 +20,7 @@ from PIL import Image
 
 from leechcodec import bitstream
 from leechcodec.imageio import read_image
+from leechcodec.refine import refine_tokens
 from leechcodec.zoo import LoadedModel, load_model
 
 
@@ -86,10 +87,19 @@ def encode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: 
     return Encoded(bitstream.pack(header, words), indices, height, width, bits, gains)
 
 
-def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None, prior: str = "auto") -> Encoded:
+def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None, prior: str = "auto",
+                 refine: int = 0) -> Encoded:
+    """uint8 [H, W, 3] → the file. refine: steps of encoder-side latent refinement (``refine``; 0 = the plain
+    encoder); it changes only which tokens are chosen, never the format."""
+    if refine < 0:
+        raise ValueError(f"refine must be 0 or more steps, not {refine}")
     groups = model.groups_for(quality)
     device = next(model.net.parameters()).device
-    indices, gains = model.net.encode(_to_tensor(rgb, model.config.stride, device), groups)
+    x = _to_tensor(rgb, model.config.stride, device)
+    if refine:
+        indices, gains = refine_tokens(model.net, x, groups, refine)[:2]
+    else:
+        indices, gains = model.net.encode(x, groups)
     return encode_indices(model, indices[0].numpy(), *rgb.shape[:2], prior,
                           None if gains is None else gains[0].numpy())
 
@@ -138,10 +148,11 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
 
 
 def compress(image, quality: int | None = None, model: str | None = None, device: str = "cpu",
-             prior: str = "auto") -> bytes:
+             prior: str = "auto", refine: int = 0) -> bytes:
     """An image (path, bytes, PIL image or uint8 [H, W, 3]) → .lsq bytes. quality: 1..N, lowest rate first;
-    prior: "auto" (the conditional prior when the model has one), "conditional" or "static"."""
-    return encode_image(load_model(model, device), read_image(image), quality, prior).data
+    prior: "auto" (the conditional prior when the model has one), "conditional" or "static"; refine: steps of
+    encoder-side latent refinement (slower encoding, same rate, lower distortion; 0 = off)."""
+    return encode_image(load_model(model, device), read_image(image), quality, prior, refine).data
 
 
 def decompress(data: bytes, device: str = "cpu") -> Image.Image:

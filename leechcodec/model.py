@@ -284,22 +284,32 @@ ENCODE_TILE, ENCODE_MARGIN = 1024, 128
 DECODE_TILE, DECODE_MARGIN = 64, 8
 
 
+def tile_boxes(h: int, w: int, tile: int, margin: int):
+    """The tiles of an h × w input, in row-major order: (y0, y1, x0, x1) of the tile and (a, c, b, d) of the tile
+    with its margin (rows a:c, columns b:d), clipped to the input. One tile when the input is small."""
+    if h <= tile + 2 * margin and w <= tile + 2 * margin:
+        yield (0, h, 0, w), (0, h, 0, w)
+        return
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            yield (y0, y1, x0, x1), (max(0, y0 - margin), min(h, y1 + margin), max(0, x0 - margin), min(w, x1 + margin))
+
+
 def tiled(fn, x: torch.Tensor, scale: float, tile: int, margin: int) -> torch.Tensor:
     """Apply a convolutional map fn (output size = scale × input size) over overlapping tiles of x [B, C, H, W].
 
     tile and margin are in units of x and must be multiples of 1/scale when scale < 1. Small inputs go in one piece.
     """
     _, _, h, w = x.shape
-    if h <= tile + 2 * margin and w <= tile + 2 * margin:
-        return fn(x)
-    rows = []
-    for y0 in range(0, h, tile):
-        cols = []
-        for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            a, b = max(0, y0 - margin), max(0, x0 - margin)
-            out = fn(x[:, :, a:min(h, y1 + margin), b:min(w, x1 + margin)])
-            oy, ox = round((y0 - a) * scale), round((x0 - b) * scale)
-            cols.append(out[:, :, oy:oy + round((y1 - y0) * scale), ox:ox + round((x1 - x0) * scale)])
-        rows.append(torch.cat(cols, dim=3))
+    rows, cols, row_start = [], [], None
+    for (y0, y1, x0, x1), (a, c, b, d) in tile_boxes(h, w, tile, margin):
+        if row_start is not None and y0 != row_start:
+            rows.append(torch.cat(cols, dim=3))
+            cols = []
+        row_start = y0
+        out = fn(x[:, :, a:c, b:d])
+        oy, ox = round((y0 - a) * scale), round((x0 - b) * scale)
+        cols.append(out[:, :, oy:oy + round((y1 - y0) * scale), ox:ox + round((x1 - x0) * scale)])
+    rows.append(torch.cat(cols, dim=3))
     return torch.cat(rows, dim=2)

@@ -105,3 +105,9 @@ def test_rd_table_prints_bd_rate_against_another_result(tmp_path, capsys):
     old.write_text(json.dumps(result("old", 1.0)))
     rd_table.main([str(new), "--against", str(old)])
     assert "| old (test) | -20.0% |" in capsys.readouterr().out
+    # --with-their-comparisons: also against the curves measured beside the other result (here at half its rate)
+    beside = result("webp", 0.5)
+    old.write_text(json.dumps(result("old", 1.0) | {"comparisons": [beside]}))
+    rd_table.main([str(new), "--against", str(old), "--with-their-comparisons"])
+    out = capsys.readouterr().out
+    assert "| old (test) | -20.0% |" in out and "| webp (measured beside old) | +60.0% |" in out

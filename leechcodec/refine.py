@@ -1,0 +1,87 @@
+"""Encoder-side latent refinement: search for tokens that decode closer to the image than the analysis transform's.
+
+The analysis transform g_a is one amortized guess of a good latent. Given the image, the encoder can do better: it
+runs gradient descent on the latent y through the (frozen) synthesis transform, with the same straight-through
+estimator as training (forward: the quantized tokens; gradient: identity to y/√24), and keeps the tokens whose
+decoded image had the lowest squared error. The decoder and the file format are untouched, so refined files decode
+with any decoder; only encoding gets slower (one synthesis forward and backward pass and one lattice search per step).
+
+Invariant: the first candidate is the plain encoder's own tokens and a candidate replaces the best only when its
+error is strictly lower, so refinement never returns tokens worse (in this error) than ``model.encode``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from leechcodec.model import DECODE_MARGIN, DECODE_TILE, ENCODE_MARGIN, ENCODE_TILE, LeechAutoencoder, tile_boxes, tiled
+from leechcodec.quantizer import DIM
+
+
+def _tokens(net: LeechAutoencoder, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Latent y [1, 24·s, h, w] → (indices, gain symbols or None, decoder-scale vectors [1, 24·k, h, w]) of its
+    leading k tokens, exactly as ``net.encode`` quantizes them."""
+    if net.cfg.gain_levels:
+        return net._quantize_stages(y, k)
+    codes, indices = net.quantizer(y)
+    return indices, None, codes
+
+
+class Refinement(NamedTuple):
+    indices: torch.Tensor  # [1, k, h, w] int64
+    gains: torch.Tensor | None  # [1, k, h, w] int64 gain symbols, None for a direction-only model
+    mse: float  # mean squared error (on [0, 1], over the padded image) of the decoded tokens, before 8-bit rounding
+    plain_mse: float  # the same for the plain encoder's tokens
+
+
+def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: int, lr: float = 0.01) -> Refinement:
+    """x [1, 3, H, W] in [0, 1] (H, W multiples of the stride) → the best tokens found in ``steps`` steps of Adam on
+    the latent (steps = 0: the plain encoder's tokens), with a cosine-decaying step size from ``lr``.
+
+    The error is that of the decoder's own output: the synthesis runs over the decoder's tiles, one tile's forward
+    and backward pass at a time, so memory stays bounded as in decoding. The model's parameters are not changed
+    (their gradients are never computed)."""
+    k = groups
+    s = min(k, net.cfg.subspaces)
+    width = DIM * net.cfg.subspaces
+    stride = net.stride
+    with torch.no_grad():
+        y0 = tiled(net.analysis, x, 1 / stride, ENCODE_TILE, ENCODE_MARGIN)[:, : DIM * s].float()
+    y = y0.cpu().clone().requires_grad_(True)
+    boxes = list(tile_boxes(y.shape[2], y.shape[3], DECODE_TILE, DECODE_MARGIN))
+    frozen = [p for p in net.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        opt = torch.optim.Adam([y], lr=lr)
+        best_err, best, plain_err = math.inf, None, None
+        for step in range(steps + 1):
+            indices, symbols, vectors = _tokens(net, y.detach(), k)
+            target = y / math.sqrt(DIM)
+            y_hat = target + (net._assemble(vectors)[:, : DIM * s] - target).detach()
+            y_hat = F.pad(y_hat, (0, 0, 0, 0, 0, width - DIM * s)).to(x.device)
+            opt.zero_grad(set_to_none=True)
+            err = 0.0
+            for (r0, r1, c0, c1), (a, c, b, d) in boxes:
+                out = net.synthesis(y_hat[:, :, a:c, b:d])
+                out = out[:, :, (r0 - a) * stride:(r1 - a) * stride, (c0 - b) * stride:(c1 - b) * stride]
+                sse = torch.sum((out.clamp(0, 1) - x[:, :, r0 * stride:r1 * stride, c0 * stride:c1 * stride]) ** 2)
+                if step < steps:
+                    sse.backward(retain_graph=True)
+                err += sse.item()
+            plain_err = err if plain_err is None else plain_err
+            if err < best_err:
+                best_err, best = err, (indices, symbols)
+            if step < steps:
+                for group in opt.param_groups:  # cosine decay: large moves first, fine ones at the end
+                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+                opt.step()
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    n = x[:, :, : y.shape[2] * stride, : y.shape[3] * stride].numel()
+    return Refinement(*best, best_err / n, plain_err / n)
