@@ -16,12 +16,26 @@ from importlib.metadata import PackageNotFoundError, version
 # compressai's import scripts a module with torch.jit, which warns on every start; it is not ours to fix
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
-from leechcodec.codec import compress, decompress
-from leechcodec.zoo import list_models, load_model
-
 try:
     __version__ = version("leechcodec")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.1.0"
 
 __all__ = ["__version__", "compress", "decompress", "list_models", "load_model"]
+
+# The API functions are imported on first use (PEP 562), so that importing the package — and CLI commands that need
+# no model, such as --help, --version and info — does not pay the seconds torch and compressai take to import.
+_LAZY = {"compress": "leechcodec.codec", "decompress": "leechcodec.codec", "list_models": "leechcodec.zoo",
+         "load_model": "leechcodec.zoo"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'leechcodec' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))

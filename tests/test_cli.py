@@ -106,3 +106,19 @@ def test_cuda_request_without_cuda_is_a_clean_error(runner, png):
         pytest.skip("a CUDA device is present")
     r = runner.invoke(main, ["encode", str(png), "--device", "cuda"])
     assert r.exit_code == 1 and "no CUDA device" in r.output and not png.with_suffix(".lsq").exists()
+
+
+def test_help_version_and_info_do_not_import_torch(tmp_path, png):
+    """The package imports its API lazily: the commands that need no model start without torch (seconds)."""
+    import subprocess
+    import sys
+
+    lsq = tmp_path / "x.lsq"
+    assert CliRunner().invoke(main, ["encode", str(png), "-o", str(lsq)]).exit_code == 0
+    code = ("import sys; from leechcodec.cli import main\n"
+            "for args in (['--help'], ['--version'], ['info', sys.argv[1]]):\n"
+            "    try:\n        main(args)\n    except SystemExit as e:\n        assert not e.code, (args, e.code)\n"
+            "assert 'torch' not in sys.modules and 'compressai' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code, str(lsq)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "model_id" in r.stdout

@@ -42,6 +42,18 @@ def test_refinement_lowers_the_decoded_error(default_model, photo):
     assert all(p.requires_grad for p in net.parameters())  # the frozen weights are handed back trainable
 
 
+def test_direction_only_models_refine_too(photo):
+    """A model without gain levels (leech-gdn-s16g12): zero steps give its encoder's indices, refinement no worse."""
+    from leechcodec.zoo import load_model
+
+    m = load_model("leech-gdn-s16g12")
+    x = _to_tensor(photo, m.config.stride, "cpu")
+    assert torch.equal(refine_tokens(m.net, x, 3, 0).indices, m.net.encode(x, 3)[0])
+    r = refine_tokens(m.net, x, 3, 4)
+    assert r.gains is None and r.mse <= r.plain_mse
+    assert r.mse == pytest.approx(_mse(m.net, x, r.indices, None), rel=1e-5)
+
+
 def test_tiled_refinement_measures_the_tiled_decoder(default_model, photo, monkeypatch):
     """With tiles of 2 × 2 latent positions (the photo's 5 × 6 latent makes 9 tiles) the objective is still exactly
     the error of what the (equally tiled) decoder outputs."""
