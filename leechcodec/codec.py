@@ -7,6 +7,9 @@ match the loaded weights.
 Two entropy models: the static prior (``entropy``, format version 1) and the conditional prior (``conditional``,
 format version 2), used by default when the model ships one. Files of either version decode. A gain–shape model's
 gain symbols (``gains``) travel in their own stream at the head of the payload, under either version.
+
+The encoder can search for better tokens than the analysis transform's (``refine``, ``encode_image(refine=N)``);
+that changes which tokens a file holds, never how they are coded.
 """
 
 from __future__ import annotations
@@ -151,7 +154,8 @@ def compress(image, quality: int | None = None, model: str | None = None, device
              prior: str = "auto", refine: int = 0) -> bytes:
     """An image (path, bytes, PIL image or uint8 [H, W, 3]) → .lsq bytes. quality: 1..N, lowest rate first;
     prior: "auto" (the conditional prior when the model has one), "conditional" or "static"; refine: steps of
-    encoder-side latent refinement (slower encoding, same rate, lower distortion; 0 = off)."""
+    encoder-side latent refinement (slower encoding, the same token count and format, lower distortion, a few
+    percent more bits; 0 = off)."""
     return encode_image(load_model(model, device), read_image(image), quality, prior, refine).data
 
 
