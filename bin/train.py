@@ -6,7 +6,20 @@ One run trains one variable-rate model: each sample keeps the leading token grou
 [0, 255] RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
 differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
 
-The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3-s16g12 (default): residual stages — 4 subspaces ×
+The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3b-s16g12 (default): leech-rs3-s16g12's network
+(its final checkpoint, step 16,000) trained 7,000 steps more with a warm restart (Adam 3e-4) and a quality level at
+5 tokens. One run, stopped and resumed twice with a smaller --steps: at step 500 (one thread, beside refinement
+probes) and at step 1,500 (the cosine schedule follows the current --steps):
+
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 bin/train.py --out runs/rs3q9 --arch gdn --widths 64,64,64 --groups 12 \
+        --stages 3 --steps 14000 --lr 3e-4 --seed 3 --gain-levels 11 --gain-log2-min -4.5 \
+        --qualities 1,2,3,4,5,6,8,10,12 --init-from runs/s4t3/checkpoint.pt --blend-steps 0 --threads 1 \
+        --val-every 2000                                                                              # to 500
+    bin/train.py --out runs/rs3q9 … the same flags, without the thread settings, --steps 9000 --val-every 1500  # to 1500
+    bin/train.py --out runs/rs3q9 … the same flags, without the thread settings, --steps 7000 --val-every 1500
+    bin/export_model.py runs/rs3q9/checkpoint.pt --id leech-rs3b-s16g12 --images 600 --default-quality 5
+
+leech-rs3-s16g12 (the default before it): residual stages — 4 subspaces ×
 3 stages of gain–shape tokens, 11 gain levels from 2^-4.5 — started from leech-gs-s16g12's final checkpoint (its
 first 4 subspaces: leading slices). Steps to 1,750 ran on one thread beside a 6 × 2 pilot (``--stages 2``, stopped
 there: lower validation PSNR from q5 up at steps 1,000 and 1,500), then it resumed on two threads:
