@@ -58,7 +58,7 @@ PRIOR_OPTION = click.option("--prior", type=click.Choice(["auto", "conditional",
                                  "the model has one")
 REFINE_OPTION = click.option("--refine", type=click.IntRange(min=0), default=0, show_default=True,
                              help="steps of encoder-side latent refinement: same token count and format, lower "
-                                  "distortion, about 0.3 s per step for a 768x512 image on 2 CPU cores (25 is a good "
+                                  "distortion, about 0.35 s per step for a 768x512 image on 2 CPU cores (25 is a good "
                                   "choice; 0 = off)")
 DEVICE_OPTION = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
                              show_default=True, help="where the network runs")
