@@ -60,8 +60,8 @@ def main() -> None:
         settings = [("plain", "auto", 0), (f"refine {args.refine}", "auto", args.refine)]
     else:
         settings = [(pr, pr, 0) for pr in (["static", "conditional"] if model.context is not None else ["static"])]
-    priors = [label for label, _, _ in settings]
-    times = {label: ([], []) for label in priors}
+    labels = [label for label, _, _ in settings]
+    times = {label: ([], []) for label in labels}
     sizes, quality = {}, {}
     for run in range(args.runs + 1):  # run 0 is a warm-up (kernel caches)
         for label, pr, steps in settings:
@@ -79,18 +79,19 @@ def main() -> None:
     print(f"image {args.image.name} {rgb.shape[1]}x{rgb.shape[0]}, model {model.model_id}, "
           f"quality {args.quality or model.meta.get('default_quality')}, torch threads {torch.get_num_threads()}")
     print(f"import {t_import:.2f} s, model load {t_load:.2f} s")
-    med = {pr: (statistics.median(e), statistics.median(d)) for pr, (e, d) in times.items()}
+    med = {label: (statistics.median(e), statistics.median(d)) for label, (e, d) in times.items()}
     print(f"{'setting':<12} {'bytes':>8} {'bpp':>8} {'PSNR dB':>8} {'encode s':>9} {'decode s':>9}   "
           f"(medians of {args.runs} runs)")
-    for pr in priors:
-        print(f"{pr:<12} {len(sizes[pr].data):>8} {sizes[pr].bpp:8.4f} {quality[pr]:8.2f} {med[pr][0]:9.3f} "
-              f"{med[pr][1]:9.3f}")
+    for lb in labels:
+        print(f"{lb:<12} {len(sizes[lb].data):>8} {sizes[lb].bpp:8.4f} {quality[lb]:8.2f} {med[lb][0]:9.3f} "
+              f"{med[lb][1]:9.3f}")
     if args.refine:
-        (ep, dp), (er, dr) = med[priors[0]], med[priors[1]]
-        print(f"refined / plain: size {len(sizes[priors[1]].data) / len(sizes[priors[0]].data):.3f}, PSNR "
-              f"{quality[priors[1]] - quality[priors[0]]:+.2f} dB, encode time {er / ep:.1f}x, decode time "
+        plain, refined = labels
+        (ep, dp), (er, dr) = med[plain], med[refined]
+        print(f"refined / plain: size {len(sizes[refined].data) / len(sizes[plain].data):.3f}, PSNR "
+              f"{quality[refined] - quality[plain]:+.2f} dB, encode time {er / ep:.1f}x, decode time "
               f"{dr / dp:.2f}x")
-    elif len(priors) == 2:
+    elif len(labels) == 2:
         (es, ds), (ec, dc) = med["static"], med["conditional"]
         print(f"conditional / static: size {len(sizes['conditional'].data) / len(sizes['static'].data):.3f}, "
               f"encode time {ec / es:.2f}x, decode time {dc / ds:.2f}x")

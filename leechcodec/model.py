@@ -257,10 +257,18 @@ class LeechAutoencoder(nn.Module):
         k = self.cfg.groups if groups is None else groups
         s = min(k, self.cfg.subspaces)
         y = tiled(self.analysis, x, 1 / self.stride, ENCODE_TILE, ENCODE_MARGIN)[:, : DIM * s].float().cpu()
+        indices, gain_symbols, _ = self.quantize_tokens(y, k)
+        return indices, gain_symbols
+
+    @torch.no_grad()
+    def quantize_tokens(self, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Standardized latent y [B, 24·s, h, w] (s = min(k, S)) → its leading k tokens as the encoder writes them:
+        (indices [B, k, h, w], gain symbols [B, k, h, w] or None for a direction-only model, decoder-scale vectors
+        [B, 24·k, h, w])."""
         if self.cfg.gain_levels:
-            indices, gain_symbols, _ = self._quantize_stages(y, k)
-            return indices, gain_symbols
-        return self.quantizer(y)[1], None
+            return self._quantize_stages(y, k)
+        codes, indices = self.quantizer(y)
+        return indices, None, codes
 
     @torch.no_grad()
     def decode(self, indices: torch.Tensor, gain_symbols: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,15 +22,6 @@ from leechcodec.model import DECODE_MARGIN, DECODE_TILE, ENCODE_MARGIN, ENCODE_T
 from leechcodec.quantizer import DIM
 
 
-def _tokens(net: LeechAutoencoder, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Latent y [1, 24·s, h, w] → (indices, gain symbols or None, decoder-scale vectors [1, 24·k, h, w]) of its
-    leading k tokens, exactly as ``net.encode`` quantizes them."""
-    if net.cfg.gain_levels:
-        return net._quantize_stages(y, k)
-    codes, indices = net.quantizer(y)
-    return indices, None, codes
-
-
 class Refinement(NamedTuple):
     indices: torch.Tensor  # [1, k, h, w] int64
     gains: torch.Tensor | None  # [1, k, h, w] int64 gain symbols, None for a direction-only model
@@ -60,7 +51,7 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
         opt = torch.optim.Adam([y], lr=lr)
         best_err, best, plain_err = math.inf, None, None
         for step in range(steps + 1):
-            indices, symbols, vectors = _tokens(net, y.detach(), k)
+            indices, symbols, vectors = net.quantize_tokens(y.detach(), k)
             target = y / math.sqrt(DIM)
             y_hat = target + (net._assemble(vectors)[:, : DIM * s] - target).detach()
             y_hat = F.pad(y_hat, (0, 0, 0, 0, 0, width - DIM * s)).to(x.device)
