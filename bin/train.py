@@ -146,19 +146,48 @@ def validate(model: LeechAutoencoder, images: list[np.ndarray], device: torch.de
     return result
 
 
-def leading_slices(source: dict, target: dict) -> dict:
-    """Fit another run's weights to this model: a tensor whose shape differs keeps its leading slice along every
-    axis that shrank (a model with fewer latent subspaces takes the first subspaces' channels — the ones the ordered
-    groups made most important); any other mismatch is an error."""
+def fit_weights(source: dict, model: torch.nn.Module) -> dict:
+    """Fit another run's weights to this model, tensor by tensor:
+
+    - a tensor that shrank keeps its leading slice along every axis (a model with fewer latent subspaces takes the
+      first subspaces' channels — the ones the ordered groups made most important);
+    - a tensor that grew (wider hidden layers) holds the source in its leading slice and this model's fresh
+      initialization elsewhere, except that every conv weight reading a new channel into an old one is zero. The
+      widened network therefore starts out computing exactly the source's function (GDN's fresh γ has no
+      cross-channel terms, so new channels do not enter the old ones' normalization either), while the new channels,
+      whose outgoing weights get nonzero gradients, start learning;
+    - any other mismatch is an error: an axis grew and another shrank, the latent grew, or a layer of the residual
+      family grew (its pixel (un)shuffles interleave channels, so a leading slice is not the old layer)."""
+    target = model.state_dict()
+    input_axis = {}  # conv weight name → the axis of its input channels
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ConvTranspose2d):
+            input_axis[f"{name}.weight"] = 0
+        elif isinstance(module, torch.nn.Conv2d):
+            input_axis[f"{name}.weight"] = 1
     fitted = {}
     for name, want in target.items():
         have = source[name]
-        if have.shape != want.shape:
-            if have.dim() != want.dim() or any(a < b for a, b in zip(have.shape, want.shape, strict=True)):
-                raise SystemExit(f"--init-from: {name} has shape {tuple(have.shape)}, this model needs "
-                                 f"{tuple(want.shape)}")
-            have = have[tuple(slice(0, n) for n in want.shape)]
-        fitted[name] = have
+        if have.shape == want.shape:
+            fitted[name] = have
+            continue
+        grew = [a < b for a, b in zip(have.shape, want.shape, strict=False)]
+        if have.dim() != want.dim() or (any(grew) and not all(a <= b for a, b in zip(have.shape, want.shape))) \
+                or (any(grew) and (name.startswith("standardize.") or model.cfg.arch != "gdn")):
+            raise SystemExit(f"--init-from: {name} has shape {tuple(have.shape)}, this model needs "
+                             f"{tuple(want.shape)}")
+        if not any(grew):
+            fitted[name] = have[tuple(slice(0, n) for n in want.shape)]
+            continue
+        grown = want.clone()
+        grown[tuple(slice(0, n) for n in have.shape)] = have
+        if name in input_axis:
+            i = input_axis[name]
+            block = [slice(None)] * want.dim()
+            block[1 - i] = slice(0, have.shape[1 - i])  # old output channels …
+            block[i] = slice(have.shape[i], None)  # … reading new input channels
+            grown[tuple(block)] = 0
+        fitted[name] = grown
     return fitted
 
 
@@ -194,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--qualities", type=str, default="1,2,3,4,6,8,10,12,16",
                    help="token groups kept at each quality level, ascending (those above --groups are dropped)")
     p.add_argument("--init-from", type=Path,
-                   help="start a new run from the network weights of another run's checkpoint (same transforms)")
+                   help="start a new run from the network weights of another run's checkpoint (same transform "
+                        "family; fewer latent subspaces or wider hidden layers are fitted: fit_weights)")
     p.add_argument("--blend-steps", type=int, default=500, help="steps over which quantization is blended in")
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--val-every", type=int, default=1000)
@@ -232,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         # Only the network weights travel (the gain levels add no parameters); optimizer, step and data stream start
         # afresh under this run's seed and schedule.
         init = torch.load(args.init_from, map_location=device, weights_only=False)
-        model.load_state_dict(leading_slices(init["model"], model.state_dict()))
+        model.load_state_dict(fit_weights(init["model"], model))
         print(f"initialized from {args.init_from} (step {init['step']} of that run)")
 
     t0 = time.time()

@@ -1,5 +1,6 @@
 """Residual stages (ModelConfig.stages > 1): stage-major tokens, each refining what the earlier stages of its 24-d
-subspace left; and fitting another run's weights to a model with fewer subspaces (bin/train.py --init-from)."""
+subspace left; and fitting another run's weights to a model with fewer subspaces or wider hidden layers (bin/train.py
+--init-from)."""
 
 from __future__ import annotations
 
@@ -57,11 +58,37 @@ def test_decode_of_encode_is_the_training_pass():
         assert torch.allclose(net.decode(indices, gains), x_train, atol=1e-5)
 
 
-def test_leading_slices_keep_the_first_subspaces():
+def test_fit_weights_keeps_the_first_subspaces():
     wide, narrow = _net(1).state_dict(), _net(3).state_dict()
-    fitted = train.leading_slices(wide, narrow)
+    fitted = train.fit_weights(wide, _net(3))
     assert all(fitted[n].shape == narrow[n].shape for n in narrow)
     last_conv = next(n for n in wide if n.startswith("g_a.") and wide[n].shape[0] == 144)
     assert torch.equal(fitted[last_conv], wide[last_conv][:48])
+    with pytest.raises(SystemExit, match="needs"):  # the latent may not grow
+        train.fit_weights(narrow, _net(1))
+
+
+def test_fit_weights_widens_hidden_layers_without_changing_the_function():
+    """Wider hidden layers start out computing the narrow network's function exactly, with live new channels."""
+    narrow = _net(3)
+    with torch.no_grad():  # cross-channel GDN terms in the source, so that a leak into them would show
+        for name, p in narrow.named_parameters():
+            if name.endswith("gamma"):
+                p.add_(0.05 * torch.rand_like(p))
+    cfg = ModelConfig.from_dict(narrow.cfg.to_dict() | {"widths": (8, 16, 12)})
+    torch.manual_seed(1)
+    wide = LeechAutoencoder(cfg)
+    wide.load_state_dict(train.fit_weights(narrow.state_dict(), wide))
+    wide.eval()
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        for k in (1, 4, 6):
+            keep = torch.tensor([k])
+            assert torch.equal(wide(x, keep=keep)["x_hat"], narrow(x, keep=keep)["x_hat"])
+    first = wide.g_a[2].weight  # the second conv: 8 → 16 channels, its new output channels freshly initialized
+    assert first.shape[0] == 16 and first[8:].abs().sum() > 0
+    residual = LeechAutoencoder(ModelConfig(groups=6, widths=(8, 8, 8, 8), arch="residual", gain_levels=11,
+                                            groups_for_quality=(1, 6), stages=3))
+    wider = LeechAutoencoder(ModelConfig.from_dict(residual.cfg.to_dict() | {"widths": (8, 8, 8, 16)}))
     with pytest.raises(SystemExit, match="needs"):
-        train.leading_slices(narrow, wide)
+        train.fit_weights(residual.state_dict(), wider)
