@@ -20,6 +20,10 @@ per-group index histograms (Λ24), per-bit Bernoulli priors (BSQ), the EntropyBo
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+
+# isort: split
+
 import argparse
 import json
 import math

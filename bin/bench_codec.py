@@ -12,6 +12,10 @@ by side instead (the model's default prior), with the PSNR each reaches.
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+
+# isort: split
+
 import argparse
 import resource
 import statistics

@@ -9,6 +9,10 @@ the same seeded Gaussian vectors (brute force on a prefix, as it is slow); the s
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+
+# isort: split
+
 import argparse
 import sys
 import time

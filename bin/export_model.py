@@ -12,6 +12,10 @@ of its bytes. ``models/zoo.json`` gets (or replaces) the model's entry.
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+
+# isort: split
+
 import argparse
 import json
 import sys

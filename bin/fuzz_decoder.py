@@ -7,6 +7,10 @@ the code behind the checksum), and random bytes. Each case must decode or raise 
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+
+# isort: split
+
 import argparse
 import random
 import signal

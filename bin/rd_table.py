@@ -12,6 +12,10 @@ curves of other results into the plot too.
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+
+# isort: split
+
 import argparse
 import json
 import math

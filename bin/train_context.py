@@ -22,6 +22,10 @@ The shipped conditional prior of leech-gdn-s16g12 (models/leech-gdn-s16g12-ctx-9
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+
+# isort: split
+
 import argparse
 import json
 import math

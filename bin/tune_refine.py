@@ -10,6 +10,10 @@ side ≥ 320 px) and quality, encodes a real file with each setting and prints t
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+
+# isort: split
+
 import argparse
 import sys
 import time

@@ -111,3 +111,18 @@ def test_rd_table_prints_bd_rate_against_another_result(tmp_path, capsys):
     rd_table.main([str(new), "--against", str(old), "--with-their-comparisons"])
     out = capsys.readouterr().out
     assert "| old (test) | -20.0% |" in out and "| webp (measured beside old) | +60.0% |" in out
+
+
+def test_bin_scripts_run_from_their_shebang_under_any_python3(tmp_path):
+    """bin/*.py start with `#!/usr/bin/env python3`; run that way (whatever python3 is on PATH, possibly one without
+    torch or Pillow) they re-run themselves under the repository's .venv (bin/_bootstrap.py) and work, here drawing
+    a plot, which needs Pillow and matplotlib."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "rd.png"
+    done = subprocess.run([str(root / "bin" / "rd_table.py"), str(root / "docs" / "kodak_eval.json"), "--plot",
+                           str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| reference | BD-rate |" in done.stdout and out.stat().st_size > 10_000
