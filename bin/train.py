@@ -6,7 +6,16 @@ One run trains one variable-rate model: each sample keeps the leading token grou
 [0, 255] RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
 differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
 
-The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3b-s16g12 (default): leech-rs3-s16g12's network
+The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3w-s16g12 (default): leech-rs3b-s16g12's network (its final
+checkpoint) widened to hidden widths 64/128/192 (--init-from fits it function-preservingly: fit_weights) and trained
+10,000 steps more, one uninterrupted run:
+
+    bin/train.py --out runs/w192 --arch gdn --widths 64,128,192 --groups 12 --stages 3 --steps 10000 --lr 3e-4 \
+        --seed 4 --gain-levels 11 --gain-log2-min -4.5 --qualities 1,2,3,4,5,6,8,10,12 \
+        --init-from runs/rs3q9/checkpoint.pt --blend-steps 0 --val-every 2000
+    bin/export_model.py runs/w192/checkpoint.pt --id leech-rs3w-s16g12 --images 600 --default-quality 5
+
+leech-rs3b-s16g12: leech-rs3-s16g12's network
 (its final checkpoint, step 16,000) trained 7,000 steps more with a warm restart (Adam 3e-4) and a quality level at
 5 tokens. One run, stopped and resumed twice with a smaller --steps: at step 500 (one thread, beside refinement
 probes) and at step 1,500 (the cosine schedule follows the current --steps):
@@ -65,6 +74,10 @@ a run resumes from it when started again with the same ``--out``. Runs unchanged
 """
 
 from __future__ import annotations
+
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+
+# isort: split
 
 import argparse
 import csv
