@@ -16,7 +16,7 @@ VENV = ROOT / ".venv"
 if importlib.util.find_spec("torch") is None:
     if Path(sys.prefix).resolve() == VENV.resolve():
         sys.exit(f"{Path(sys.argv[0]).name}: error: {VENV} lacks torch; remove it and run bin/leechcodec to set it up")
-    setup = subprocess.run(["bash", "-c", f'source "{ROOT}/bin/_venv.sh" && ensure_venv'], check=False)
+    setup = subprocess.run(["bash", "-c", 'source "$1/bin/_venv.sh" && ensure_venv', "bash", str(ROOT)], check=False)
     if setup.returncode:
         sys.exit(f"{Path(sys.argv[0]).name}: error: could not set up {VENV}")
     python = VENV / "bin" / "python"

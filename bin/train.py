@@ -6,9 +6,9 @@ One run trains one variable-rate model: each sample keeps the leading token grou
 [0, 255] RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
 differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
 
-The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3w-s16g12 (default): leech-rs3b-s16g12's network (its final
-checkpoint) widened to hidden widths 64/128/192 (--init-from fits it function-preservingly: fit_weights) and trained
-10,000 steps more, one uninterrupted run:
+The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3w-s16g12 (default): leech-rs3b-s16g12's network
+(its final checkpoint) widened to hidden widths 64/128/192 (--init-from fits it function-preservingly: fit_weights)
+and trained 10,000 steps more, one uninterrupted run:
 
     bin/train.py --out runs/w192 --arch gdn --widths 64,128,192 --groups 12 --stages 3 --steps 10000 --lr 3e-4 \
         --seed 4 --gain-levels 11 --gain-log2-min -4.5 --qualities 1,2,3,4,5,6,8,10,12 \
@@ -184,12 +184,13 @@ def fit_weights(source: dict, model: torch.nn.Module) -> dict:
         if have.shape == want.shape:
             fitted[name] = have
             continue
-        grew = [a < b for a, b in zip(have.shape, want.shape, strict=False)]
-        if have.dim() != want.dim() or (any(grew) and not all(a <= b for a, b in zip(have.shape, want.shape))) \
-                or (any(grew) and (name.startswith("standardize.") or model.cfg.arch != "gdn")):
+        grew = any(a < b for a, b in zip(have.shape, want.shape, strict=False))
+        shrank = any(a > b for a, b in zip(have.shape, want.shape, strict=False))
+        if have.dim() != want.dim() or (grew and (shrank or name.startswith("standardize.")
+                                                  or model.cfg.arch != "gdn")):
             raise SystemExit(f"--init-from: {name} has shape {tuple(have.shape)}, this model needs "
                              f"{tuple(want.shape)}")
-        if not any(grew):
+        if not grew:
             fitted[name] = have[tuple(slice(0, n) for n in want.shape)]
             continue
         grown = want.clone()
