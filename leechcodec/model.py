@@ -34,10 +34,9 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 
 import torch
-from compressai.layers import GDN, ResidualBlock, conv3x3, subpel_conv3x3
-from compressai.models.utils import conv, deconv
 from torch import nn
 
+from leechcodec.compressai_layers import GDN, ResidualBlock, conv, conv3x3, deconv, subpel_conv3x3
 from leechcodec.quantizer import DIM, BSQQuantizer, LeechQuantizer, unit_vectors
 
 
@@ -274,7 +273,8 @@ class LeechAutoencoder(nn.Module):
     def decode(self, indices: torch.Tensor, gain_symbols: torch.Tensor | None = None) -> torch.Tensor:
         """indices [1, k, h, w] (and gain symbols of the same shape for a gain–shape model) → x_hat [1, 3, s·h, s·w]
         float32 in [0, 1] (on the model's device)."""
-        b, k, h, w = indices.shape
+        if indices.dim() != 4:
+            raise ValueError(f"indices must be [B, k, h, w], got shape {tuple(indices.shape)}")
         if (gain_symbols is not None) != bool(self.cfg.gain_levels):
             raise ValueError("gain symbols are needed exactly when the model has gain levels")
         device = next(self.parameters()).device

@@ -122,3 +122,19 @@ def test_help_version_and_info_do_not_import_torch(tmp_path, png):
     r = subprocess.run([sys.executable, "-c", code, str(lsq)], check=False, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "model_id" in r.stdout
+
+
+def test_decode_path_skips_compressais_package_init_and_keeps_its_classes(tmp_path):
+    """Loading the model imports compressai's layers without compressai's __init__ (datasets, zoo, torchvision:
+    seconds per decode); a later full ``import compressai`` reuses the same layer classes."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import leechcodec.model as m\n"
+            "assert 'torchvision' not in sys.modules, 'torchvision was imported'\n"
+            "assert 'compressai' not in sys.modules and 'compressai.zoo' not in sys.modules\n"
+            "import compressai, compressai.layers\n"
+            "from compressai.entropy_models import EntropyBottleneck\n"
+            "assert m.GDN is compressai.layers.GDN and compressai.available_entropy_coders()\n")
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
