@@ -96,8 +96,13 @@ def main() -> None:
 
     rng = np.random.default_rng(args.seed)
     base = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    # seeds in both format versions: conditional prior (version 2, when the model has one) and static (version 1)
+    # seeds in every format version: conditional prior (version 2, when the model has one), static (version 1), and
+    # per-position token counts (version 3, on a gain–shape model with a conditional prior)
     seeds = [leechcodec.compress(base, quality=q, prior=pr) for q in (1, 2, 3) for pr in ("auto", "static")]
+    try:
+        seeds.append(leechcodec.compress(base, quality=6, allocation="adaptive"))
+    except ValueError:  # the default model cannot write version 3
+        pass
     t0 = time.time()
     stats = fuzz(seeds, args.cases, args.seed)
     print(f"{stats['cases']} cases in {time.time() - t0:.0f} s: {stats['decoded']} decoded, "

@@ -24,6 +24,13 @@ offset moves by 8::
 and its payload codes each token in at most four symbols (class, then sub-symbols), in the order of
 ``context``. A reader of version 2 reads version 1 files unchanged.
 
+Format version 3 (per-position token counts, ``allocation``; conditional prior) has version 2's header; k is the
+largest count. Its payload starts with the count map, and the later streams hold only the tokens it says are
+present::
+
+    payload = [a] + count stream (a words: ⌈k/2⌉ words of uint16 frequencies, then the range-coded map) + the
+              payload of version 2
+
 Payload of a gain–shape model (its config has ``gain_levels`` > 0; the model id and weights hash say so), under
 either version: one word c, then c words of the gain stream (``gains``), then the index stream::
 
@@ -42,17 +49,19 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = b"\x89LSQ"
-FORMAT_VERSION = 2  # the newest version this module writes (with a conditional prior)
-SUPPORTED_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # the newest version this module writes (per-position token counts)
+SUPPORTED_VERSIONS = (1, 2, 3)
 MAX_ID_LEN = 64
 MAX_SIDE = 1 << 16  # 65,536 pixels per side
 MAX_PIXELS = 1 << 28  # 268 M pixels
 HASH_LEN = 8
 _FIXED = struct.Struct("<4sBB")  # magic, version, id length
 _TAIL = {1: struct.Struct("<8sIIBII"),  # weights hash, H, W, groups, symbols, words
-         2: struct.Struct("<8s8sIIBII")}  # weights hash, conditional-prior hash, H, W, groups, symbols, words
+         2: struct.Struct("<8s8sIIBII"),  # weights hash, conditional-prior hash, H, W, groups, symbols, words
+         3: struct.Struct("<8s8sIIBII")}  # as version 2
 # coded symbols per token at most (v2: class, and bucket + symbol in it, or two steps), plus one gain symbol
-_CODED_SYMBOLS_PER_TOKEN = {1: 2, 2: 5}
+# (v3: one count symbol per position, at most one per token, on top of v2)
+_CODED_SYMBOLS_PER_TOKEN = {1: 2, 2: 5, 3: 6}
 _CRC = struct.Struct("<I")
 
 
@@ -69,11 +78,12 @@ class Header:
     groups: int
     symbols: int  # tokens: groups × latent positions
     words: int
-    prior_hash: bytes | None = None  # 8 bytes in version 2 (conditional prior); None in version 1 (static prior)
+    prior_hash: bytes | None = None  # 8 bytes in versions 2 and 3 (conditional prior); None in version 1 (static)
+    token_counts: bool = False  # version 3: per-position token counts (needs the conditional prior)
 
     @property
     def version(self) -> int:
-        return 1 if self.prior_hash is None else 2
+        return 1 if self.prior_hash is None else 3 if self.token_counts else 2
 
     def describe(self) -> dict:
         d = {"format_version": self.version, "model_id": self.model_id, "weights_hash": self.weights_hash.hex(),
@@ -83,6 +93,7 @@ class Header:
             d["prior"], d["prior_hash"] = "conditional", self.prior_hash.hex()
         else:
             d["prior"] = "static"
+        d["token_counts"] = "per position" if self.token_counts else "uniform"
         return d
 
 
@@ -97,6 +108,8 @@ def pack(header: Header, words: np.ndarray) -> bytes:
     model_id = header.model_id.encode("ascii")
     if not 1 <= len(model_id) <= MAX_ID_LEN:
         raise ValueError(f"model id must be 1..{MAX_ID_LEN} ASCII characters")
+    if header.token_counts and header.prior_hash is None:
+        raise ValueError("per-position token counts need the conditional prior")
     if len(header.weights_hash) != HASH_LEN or (header.prior_hash is not None and len(header.prior_hash) != HASH_LEN):
         raise ValueError(f"hashes must be {HASH_LEN} bytes")
     _check_dims(header.height, header.width)
@@ -131,7 +144,7 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     if len(data) < head_end + _CRC.size:
         raise FormatError(f"truncated file ({len(data)} bytes, header alone needs {head_end + _CRC.size})")
     fields = tail.unpack_from(data, _FIXED.size + id_len)
-    weights_hash, prior_hash = fields[0], (fields[1] if version == 2 else None)
+    weights_hash, prior_hash = fields[0], (fields[1] if version >= 2 else None)
     height, width, groups, symbols, words = fields[-5:]
     expected = head_end + 4 * words + _CRC.size
     if len(data) < expected:
@@ -149,8 +162,8 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     if groups < 1:
         raise FormatError("corrupt header (zero token groups)")
     # a 24-bit fixed-point coder spends at most 24 bits per coded symbol, plus the final words of (up to) two
-    # streams and the gain stream's length word
-    if words > (24 * _CODED_SYMBOLS_PER_TOKEN[version] * symbols) // 32 + 5:
+    # streams and the gain stream's length word (v3: a third stream, its length word and its frequency table)
+    if words > (24 * _CODED_SYMBOLS_PER_TOKEN[version] * symbols) // 32 + 5 + (3 + 128 if version == 3 else 0):
         raise FormatError("corrupt header (payload larger than the symbol count allows)")
     payload = np.frombuffer(data, dtype="<u4", count=words, offset=head_end).astype(np.uint32)
-    return Header(model_id, weights_hash, height, width, groups, symbols, words, prior_hash), payload
+    return Header(model_id, weights_hash, height, width, groups, symbols, words, prior_hash, version == 3), payload

@@ -60,6 +60,11 @@ REFINE_OPTION = click.option("--refine", type=click.IntRange(min=0), default=0, 
                              help="steps of encoder-side latent refinement: same token count and format, lower "
                                   "distortion, about 0.35 s per step for a 768x512 image on 2 CPU cores (25 is a good "
                                   "choice; 0 = off)")
+ALLOCATION_OPTION = click.option("--allocation", type=click.Choice(["uniform", "adaptive"]), default="uniform",
+                                 show_default=True,
+                                 help="uniform: the quality level's tokens at every position; adaptive: the same "
+                                      "mean, spent where they remove more error (format 3; gain-shape models with a "
+                                      "conditional prior, from quality levels above the model's subspace count)")
 DEVICE_OPTION = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
                              show_default=True, help="where the network runs")
 
@@ -79,10 +84,11 @@ def main() -> None:
 @click.option("-m", "--model", "model_id", default=None, help="model id (default: the shipped default)")
 @PRIOR_OPTION
 @REFINE_OPTION
+@ALLOCATION_OPTION
 @DEVICE_OPTION
 @click.option("-f", "--force", is_flag=True, help="overwrite an existing output")
 def encode(input: Path, output: Path | None, quality: int | None, model_id: str | None, prior: str, refine: int,
-           device: str, force: bool) -> None:
+           allocation: str, device: str, force: bool) -> None:
     """Compress an image (anything Pillow reads) into a .lsq file."""
     from leechcodec.codec import encode_image
     from leechcodec.imageio import ImageError, read_image, write_atomic
@@ -93,7 +99,7 @@ def encode(input: Path, output: Path | None, quality: int | None, model_id: str 
     try:
         rgb = read_image(input)
         model = load_model(model_id, _device(device))
-        enc = encode_image(model, rgb, quality, prior, refine)
+        enc = encode_image(model, rgb, quality, prior, refine, allocation)
     except (ImageError, ValueError) as e:
         raise UserError(f"{input}: {e}" if isinstance(e, ImageError) else str(e)) from None
     write_atomic(output, enc.data)
@@ -181,15 +187,16 @@ def models(as_json: bool) -> None:
 @click.option("--update-registry", is_flag=True, help="store the measured means in models/zoo.json")
 @PRIOR_OPTION
 @REFINE_OPTION
+@ALLOCATION_OPTION
 @DEVICE_OPTION
 def eval_command(dataset: Path, qualities: str, model_id: str | None, compare: str, json_out: Path | None,
                  csv_out: Path | None, plot_out: Path | None, log_rate: bool, update_registry: bool, prior: str,
-                 refine: int, device: str) -> None:
+                 refine: int, allocation: str, device: str) -> None:
     """Rate–distortion of leechcodec (real files) beside classic codecs, with BD-rates and plots."""
     from leechcodec import evaluate, zoo
 
-    if update_registry and refine:
-        raise UserError("--update-registry records the plain encoder's numbers; drop --refine")
+    if update_registry and (refine or allocation != "uniform"):
+        raise UserError("--update-registry records the plain encoder's numbers; drop --refine and --allocation")
     try:
         model = zoo.load_model(model_id, _device(device))
         n = model.qualities
@@ -198,7 +205,7 @@ def eval_command(dataset: Path, qualities: str, model_id: str | None, compare: s
             model.groups_for(q)
         codecs = [c.strip() for c in compare.split(",") if c.strip()]
         result = evaluate.run(dataset, model, qs, codecs, json_out, csv_out, plot_out, log_rate, echo=click.echo,
-                              prior=prior, refine=refine)
+                              prior=prior, refine=refine, allocation=allocation)
     except ValueError as e:
         raise UserError(str(e)) from None
     if update_registry:

@@ -9,7 +9,9 @@ format version 2), used by default when the model ships one. Files of either ver
 gain symbols (``gains``) travel in their own stream at the head of the payload, under either version.
 
 The encoder can search for better tokens than the analysis transform's (``refine``, ``encode_image(refine=N)``);
-that changes which tokens a file holds, never how they are coded.
+that changes which tokens a file holds, never how they are coded. It can also spend the quality level's tokens
+unevenly over the image (``allocation``, ``encode_image(allocation="adaptive")``, format version 3): absent tokens
+are −1 in the index and gain arrays.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from leechcodec import allocation as alloc
 from leechcodec import bitstream
 from leechcodec.imageio import read_image
 from leechcodec.refine import refine_tokens
@@ -60,6 +63,7 @@ def _to_rgb8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
 
 
 PRIORS = ("auto", "static", "conditional")
+ALLOCATIONS = ("uniform", "adaptive")
 
 
 def encode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: int, prior: str = "auto",
@@ -74,6 +78,14 @@ def encode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: 
         raise ValueError(f"model {model.model_id} needs gain symbols exactly when it has gain levels")
     if gains is not None and gains.shape != indices.shape:
         raise ValueError(f"gain symbols {gains.shape} do not match the indices {indices.shape}")
+    counts = alloc.counts_of(indices)  # raises unless the absent tokens (−1) form a suffix at every position
+    adaptive = bool((counts != indices.shape[0]).any())
+    if adaptive and (prior == "static" or model.context is None):
+        raise ValueError("per-position token counts (format 3) need the conditional prior")
+    if gains is not None and ((gains == alloc.ABSENT) != (indices == alloc.ABSENT)).any():
+        raise ValueError("gain symbols must be absent exactly where the indices are")
+    if adaptive and counts.min() < 1:
+        raise ValueError("every position needs at least one token")
     if prior != "static" and model.context is not None:
         words, bits = model.context.encode(indices)
         prior_hash = model.context_hash
@@ -85,20 +97,51 @@ def encode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: 
         words = np.concatenate([np.array([len(gain_words)], np.uint32), gain_words, words]).astype(np.uint32)
         bits += model.gains.information_bits(gains)
     k = indices.shape[0]
+    if adaptive:
+        # payload = [a] + a words of the count stream + the version-2 payload
+        count_words = alloc.encode_counts(counts, k)
+        words = np.concatenate([np.array([len(count_words)], np.uint32), count_words, words]).astype(np.uint32)
+        bits += alloc.count_bits(counts, k)
     header = bitstream.Header(model.model_id, model.weights_hash, height, width, k, indices.size, len(words),
-                              prior_hash)
+                              prior_hash, adaptive)
     return Encoded(bitstream.pack(header, words), indices, height, width, bits, gains)
 
 
+def _token_costs(model: LoadedModel, indices: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """All G tokens' indices and gain symbols [G, h, w] → bits of each prefix [G+1, h, w] under the static priors
+    (index prior and gain prior): the rate term of the allocation."""
+    bits = np.stack([-np.log2(model.prior.probabilities(g)[indices[g]]) for g in range(len(indices))])
+    bits += model.gains.symbol_bits(gains)
+    return np.concatenate([np.zeros((1, *bits.shape[1:])), np.cumsum(bits, axis=0)])
+
+
 def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None, prior: str = "auto",
-                 refine: int = 0) -> Encoded:
+                 refine: int = 0, allocation: str = "uniform") -> Encoded:
     """uint8 [H, W, 3] → the file. refine: steps of encoder-side latent refinement (``refine``; 0 = the plain
-    encoder); it changes only which tokens are chosen, never the format."""
+    encoder); it changes only which tokens are chosen, never the format. allocation: "uniform" (the quality
+    level's k tokens at every position) or "adaptive" (k per position on average, more where they remove more
+    latent error: ``allocation``; format 3, gain–shape models with a conditional prior)."""
     if refine < 0:
         raise ValueError(f"refine must be 0 or more steps, not {refine}")
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"unknown allocation {allocation!r}: valid allocations are {', '.join(ALLOCATIONS)}")
     groups = model.groups_for(quality)
     device = next(model.net.parameters()).device
     x = _to_tensor(rgb, model.config.stride, device)
+    if allocation == "adaptive":
+        if refine:
+            raise ValueError("--refine and adaptive allocation cannot be combined yet")
+        if model.gains is None or model.context is None or prior == "static":
+            raise ValueError(f"adaptive allocation needs a gain–shape model with its conditional prior "
+                             f"({model.model_id} {'has no gain levels' if model.gains is None else 'and --prior'})")
+        indices, gains, errors = model.net.encode_all_with_errors(x)
+        costs = _token_costs(model, indices[0].numpy(), gains[0].numpy())
+        counts = alloc.allocate(errors.numpy(), costs, costs[groups].sum(), min(groups, model.config.subspaces))
+        k = int(counts.max())
+        present = alloc.present_mask(counts, k)
+        indices = np.where(present, indices[0, :k].numpy(), alloc.ABSENT)
+        gains = np.where(present, gains[0, :k].numpy(), alloc.ABSENT)
+        return encode_indices(model, indices, *rgb.shape[:2], prior, gains)
     if refine:
         indices, gains = refine_tokens(model.net, x, groups, refine)[:2]
     else:
@@ -130,6 +173,12 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
     h, w = -(-header.height // s), -(-header.width // s)
     if header.groups > model.config.groups or header.symbols != header.groups * h * w:
         raise bitstream.FormatError("corrupt header (symbol count does not match the image size)")
+    present = None
+    if header.token_counts:
+        if len(words) < 1 or int(words[0]) > len(words) - 1:
+            raise bitstream.FormatError("corrupt file (count stream longer than the payload)")
+        counts = alloc.decode_counts(words[1:1 + int(words[0])], header.groups, h, w)
+        present, words = alloc.present_mask(counts, header.groups), words[1 + int(words[0]):]
     gain_words = None
     if model.gains is not None:
         if len(words) < 1 or int(words[0]) > len(words) - 1:
@@ -144,19 +193,20 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
     # declared image. Checked before anything of the image's size is allocated.
     elif 32 * len(words) + 64 < model.prior.min_bits(header.groups, h * w):
         raise bitstream.FormatError("corrupt file (payload too short for the declared image size)")
-    gains = None if gain_words is None else model.gains.decode(gain_words, header.groups, h, w)
+    gains = None if gain_words is None else model.gains.decode(gain_words, header.groups, h, w, present)
     if header.prior_hash is not None:
-        return header, model, model.context.decode(words, header.groups, h, w), gains
+        return header, model, model.context.decode(words, header.groups, h, w, present), gains
     return header, model, model.prior.decode(words, header.groups, h, w), gains
 
 
 def compress(image, quality: int | None = None, model: str | None = None, device: str = "cpu",
-             prior: str = "auto", refine: int = 0) -> bytes:
+             prior: str = "auto", refine: int = 0, allocation: str = "uniform") -> bytes:
     """An image (path, bytes, PIL image or uint8 [H, W, 3]) → .lsq bytes. quality: 1..N, lowest rate first;
     prior: "auto" (the conditional prior when the model has one), "conditional" or "static"; refine: steps of
     encoder-side latent refinement (slower encoding, the same token count and format, lower distortion, a few
-    percent more bits; 0 = off)."""
-    return encode_image(load_model(model, device), read_image(image), quality, prior, refine).data
+    percent more bits; 0 = off); allocation: "uniform" or "adaptive" (the same mean token count spent where it
+    removes the most latent error; format 3)."""
+    return encode_image(load_model(model, device), read_image(image), quality, prior, refine, allocation).data
 
 
 def decompress(data: bytes, device: str = "cpu") -> Image.Image:

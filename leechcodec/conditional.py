@@ -34,6 +34,7 @@ import numba
 import numpy as np
 
 from leechcodec import context, lattice
+from leechcodec.allocation import ABSENT
 from leechcodec.entropy import NUM_SYMBOLS, DecodeError
 
 LOG_UNIT = 1024  # tilts are integers in units of 1/1024 bit
@@ -354,19 +355,24 @@ class ConditionalPrior:
         _context_tilts(vectors, ys, xs, offsets, groups, self._wsign[g, p], self._const[g, p], out)
         return out
 
-    def _walk(self, coder: _Coder, k: int, h: int, w: int, indices: np.ndarray | None) -> np.ndarray:
+    def _walk(self, coder: _Coder, k: int, h: int, w: int, indices: np.ndarray | None,
+              present: np.ndarray | None = None) -> np.ndarray:
         """Code (or decode: indices None) k groups of an h×w latent in the order of ``context``; returns the
-        indices [k, h, w]."""
+        indices [k, h, w]. present [k, h, w] bool (None: all): tokens an adaptive file holds; the others are
+        skipped, stay ABSENT, and read as zero vectors (unavailable slots) in later tokens' features."""
         if k > self.groups:
             raise ValueError(f"expected at most {self.groups} groups, got {k}")
-        out = np.zeros((k, h, w), np.int64)
+        out = np.full((k, h, w), ABSENT, np.int64)
         vectors = np.zeros((k, h, w, lattice.DIM), np.int8)  # what the decoder knows so far
         for g in range(k):
             for p in range(len(context.PASSES)):
                 ys, xs = context.pass_positions(h, w, p)
+                t = self.tilts(vectors, g, p) if len(ys) else None
+                if present is not None:
+                    sel = present[g, ys, xs]
+                    ys, xs, t = ys[sel], xs[sel], (t[sel] if t is not None else None)
                 if len(ys) == 0:
                     continue
-                t = self.tilts(vectors, g, p)
                 known = None if indices is None else indices[g, ys, xs]
                 idx = self._code_tokens(coder, t, self.tables[g], known)
                 out[g, ys, xs] = idx
@@ -410,19 +416,22 @@ class ConditionalPrior:
         return idx
 
     def encode(self, indices: np.ndarray) -> tuple[np.ndarray, float]:
-        """indices [k, h, w] → (uint32 words, information content in bits under the model)."""
+        """indices [k, h, w] (ABSENT for tokens an adaptive file leaves out) → (uint32 words, information content in
+        bits under the model)."""
         if indices.ndim != 3:
             raise ValueError(f"expected indices [k, h, w], got {indices.shape}")
+        present = indices != ABSENT
         coder = _Coder()
-        self._walk(coder, *indices.shape, np.asarray(indices, np.int64))
+        self._walk(coder, *indices.shape, np.asarray(indices, np.int64), None if present.all() else present)
         return coder.words(), coder.bits
 
     def information_bits(self, indices: np.ndarray) -> float:
         return self.encode(indices)[1]
 
-    def decode(self, words: np.ndarray, k: int, h: int, w: int) -> np.ndarray:
-        """uint32 words → indices [k, h, w]. Raises DecodeError on data the model cannot decode."""
+    def decode(self, words: np.ndarray, k: int, h: int, w: int, present: np.ndarray | None = None) -> np.ndarray:
+        """uint32 words → indices [k, h, w] (ABSENT where ``present`` [k, h, w] is False). Raises DecodeError on data
+        the model cannot decode."""
         try:
-            return self._walk(_Coder(words), k, h, w, None)
+            return self._walk(_Coder(words), k, h, w, None, present)
         except (AssertionError, ValueError, RuntimeError) as e:
             raise DecodeError(f"payload does not decode ({e})") from None

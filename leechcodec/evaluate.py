@@ -94,21 +94,21 @@ def _measure(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float]:
     return psnr(original, decoded), ms_ssim(original, decoded)
 
 
-def curve_name(model: LoadedModel, prior: str, refine: int = 0) -> str:
+def curve_name(model: LoadedModel, prior: str, refine: int = 0, allocation: str = "uniform") -> str:
     """Our curve's name; "static" marks the static-prior curve of a model that has a conditional prior, "refine N"
-    files made with N steps of encoder-side refinement."""
+    files made with N steps of encoder-side refinement, "adaptive" files with per-position token counts."""
     return (f"leechcodec {model.model_id}" + (" static prior" if prior == "static" and model.context else "")
-            + (f" refine {refine}" if refine else ""))
+            + (f" refine {refine}" if refine else "") + (" adaptive" if allocation == "adaptive" else ""))
 
 
 def eval_leechcodec(model: LoadedModel, images, qualities: list[int], workdir: Path, progress=None,
-                    prior: str = "auto", refine: int = 0) -> list[Row]:
+                    prior: str = "auto", refine: int = 0, allocation: str = "uniform") -> list[Row]:
     rows = []
     for q in qualities:
         for name, rgb in images:
             t0 = time.perf_counter()
-            enc = encode_image(model, rgb, q, prior, refine)
-            path = workdir / f"{Path(name).stem}-q{q}-{prior}.lsq"
+            enc = encode_image(model, rgb, q, prior, refine, allocation)
+            path = workdir / f"{Path(name).stem}-q{q}-{prior}-{allocation}.lsq"
             path.write_bytes(enc.data)
             t1 = time.perf_counter()
             data = path.read_bytes()
@@ -116,7 +116,7 @@ def eval_leechcodec(model: LoadedModel, images, qualities: list[int], workdir: P
             decoded = decode_indices(m, indices, header.height, header.width, gains)
             t2 = time.perf_counter()
             p, s = _measure(rgb, decoded)
-            rows.append(Row(curve_name(model, prior, refine), q, name, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]),
+            rows.append(Row(curve_name(model, prior, refine, allocation), q, name, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]),
                             p, s, t1 - t0, t2 - t1))
             if progress:
                 progress()
@@ -237,10 +237,11 @@ def plot(curves: list[Curve], anchors: list[Curve], path: Path, log_rate: bool =
 
 def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[str], json_out: Path | None,
         csv_out: Path | None, plot_out: Path | None, log_rate: bool = False, echo=print, prior: str = "auto",
-        refine: int = 0) -> dict:
+        refine: int = 0, allocation: str = "uniform") -> dict:
     """The whole evaluation; returns the JSON-able result. With a conditional prior (prior "auto" on a model that
-    has one) and no refinement, the same model with its static prior is measured too, as a comparison curve.
-    refine: steps of encoder-side refinement for our files (codec.encode_image)."""
+    has one) and no refinement, the same model with its static prior is measured too, as a comparison curve; with
+    adaptive allocation, the same model with uniform allocation instead. refine, allocation: encoder settings for
+    our files (codec.encode_image)."""
     from tqdm import tqdm
 
     images = find_images(folder)
@@ -252,19 +253,27 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
             codecs.append(c)
         else:
             warnings.warn(f"skipping {c}: no Pillow support for it is installed", stacklevel=2)
-    priors = [prior] + (["static"] if model.context is not None and prior != "static" and not refine else [])
-    total = len(images) * (len(priors) * len(qualities) + sum(len(CLASSIC_QUALITIES[c]) for c in codecs))
+    variants = [(prior, refine, allocation)]  # ours first, then the comparison curve of the same model
+    if allocation == "adaptive":
+        variants.append((prior, refine, "uniform"))
+    elif model.context is not None and prior != "static" and not refine:
+        variants.append(("static", 0, "uniform"))
+    total = len(images) * (len(variants) * len(qualities) + sum(len(CLASSIC_QUALITIES[c]) for c in codecs))
     bar = tqdm(total=total, desc="eval", unit="img", leave=False)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [r for pr in priors for r in eval_leechcodec(model, images, qualities, Path(tmp), bar.update, pr,
-                                                            refine)]
+        rows = [r for pr, rf, al in variants
+                for r in eval_leechcodec(model, images, qualities, Path(tmp), bar.update, pr, rf, al)]
     for c in codecs:
         rows += eval_classic(c, images, bar.update)
     bar.close()
-    ours_name = curve_name(model, prior, refine)
+    ours_name = curve_name(model, prior, refine, allocation)
+    conditional = model.context is not None and prior != "static"
     desc = {curve_name(model, "static"): "the same model and files with the static prior (format 1)",
+            curve_name(model, prior, refine): "the same model with uniform allocation",
             ours_name: f"Λ24-SQ, stride {model.config.stride}, real .lsq files"
-                       + (", conditional prior (format 2)" if model.context is not None and prior != "static" else "")
+                       + (", conditional prior (format 2)" if conditional and allocation == "uniform" else "")
+                       + (", conditional prior, per-position token counts (format 3)" if allocation == "adaptive"
+                          else "")
                        + (f", {refine} steps of encoder-side latent refinement" if refine else ""),
             "jpeg": "Pillow JPEG 4:2:0", "webp": "Pillow WebP", "avif": "Pillow AVIF 4:4:4", "jxl": "JPEG XL"}
     curves = curves_from_rows(rows, desc)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
+from leechcodec.allocation import ABSENT
 from leechcodec.entropy import DecodeError, frequencies_from_counts
 
 
@@ -73,40 +74,53 @@ class GainPrior:
     def levels(self) -> int:
         return self.freqs.shape[2]
 
-    def _check(self, symbols: np.ndarray) -> None:
+    def _check(self, symbols: np.ndarray) -> np.ndarray:
+        """Validate gain symbols [k, h, w] (ABSENT for tokens an adaptive file leaves out) → their presence mask."""
         if symbols.ndim != 3 or symbols.shape[0] > self.freqs.shape[0]:
             raise ValueError(f"expected gain symbols [k ≤ {self.freqs.shape[0]}, h, w], got {symbols.shape}")
-        if symbols.size and (symbols.min() < 0 or symbols.max() >= self.levels):
+        present = symbols != ABSENT
+        if present.any() and (symbols[present].min() < 0 or symbols[present].max() >= self.levels):
             raise ValueError(f"gain symbols must lie in [0, {self.levels})")
+        return present
+
+    def symbol_bits(self, symbols: np.ndarray) -> np.ndarray:
+        """−log2 p(s | context) of each gain symbol [k, h, w] → float64 [k, h, w] (0 where absent)."""
+        present = self._check(symbols)
+        ctx = gain_contexts(symbols, self.levels, self.subspaces)
+        g = np.broadcast_to(np.arange(symbols.shape[0])[:, None, None], symbols.shape)
+        bits = np.zeros(symbols.shape)
+        bits[present] = -np.log2(self._probs[g[present], ctx[present], symbols[present]])
+        return bits
 
     def information_bits(self, symbols: np.ndarray) -> float:
-        """−Σ log2 p(s | context) of gain symbols [k, h, w] (the ideal code length)."""
-        self._check(symbols)
-        ctx = gain_contexts(symbols, self.levels, self.subspaces)
-        g = np.arange(symbols.shape[0])[:, None, None]
-        return float(-np.log2(self._probs[g, ctx, symbols]).sum())
+        """−Σ log2 p(s | context) of the present gain symbols [k, h, w] (the ideal code length)."""
+        return float(self.symbol_bits(symbols).sum())
 
     def encode(self, symbols: np.ndarray) -> np.ndarray:
-        """Gain symbols [k, h, w] → uint32 words."""
-        self._check(symbols)
+        """Gain symbols [k, h, w] → uint32 words. Absent symbols (a prefix-shaped mask: ``allocation``) are skipped;
+        a present symbol's context group is then present too."""
+        present = self._check(symbols)
         ctx = gain_contexts(symbols, self.levels, self.subspaces)
         enc = constriction.stream.queue.RangeEncoder()
         for g in range(symbols.shape[0]):
-            enc.encode(np.ascontiguousarray(symbols[g].ravel(), dtype=np.int32), self._family,
-                       self._probs[g, ctx[g].ravel()])
+            m = present[g]
+            enc.encode(np.ascontiguousarray(symbols[g][m], dtype=np.int32), self._family, self._probs[g, ctx[g][m]])
         return enc.get_compressed()
 
-    def decode(self, words: np.ndarray, k: int, h: int, w: int) -> np.ndarray:
-        """uint32 words → gain symbols [k, h, w] int64. Raises DecodeError on data the model cannot decode."""
+    def decode(self, words: np.ndarray, k: int, h: int, w: int, present: np.ndarray | None = None) -> np.ndarray:
+        """uint32 words → gain symbols [k, h, w] int64 (ABSENT where ``present`` [k, h, w] is False). Raises
+        DecodeError on data the model cannot decode."""
         if k > self.freqs.shape[0]:
             raise DecodeError(f"{k} groups of gains, the model has {self.freqs.shape[0]}")
         dec = constriction.stream.queue.RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32))
-        out = np.empty((k, h * w), np.int64)
+        out = np.full((k, h * w), ABSENT, np.int64)
         first = np.full(h * w, self.levels, np.int64)
+        mask = np.ones((k, h * w), bool) if present is None else present.reshape(k, h * w)
         try:
             for g in range(k):
                 c = context_group(g, self.subspaces)
-                out[g] = dec.decode(self._family, self._probs[g, out[c] if c >= 0 else first])
+                m = mask[g]
+                out[g, m] = dec.decode(self._family, self._probs[g, (out[c] if c >= 0 else first)[m]])
         except (AssertionError, ValueError, RuntimeError) as e:
             raise DecodeError(f"gain stream does not decode ({e})") from None
         return out.reshape(k, h, w)

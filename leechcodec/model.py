@@ -260,6 +260,21 @@ class LeechAutoencoder(nn.Module):
         return indices, gain_symbols
 
     @torch.no_grad()
+    def encode_all_with_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x as for ``encode`` → all G tokens (indices, gain symbols [1, G, h, w]) and the latent-domain error left
+        after each prefix: errors [G+1, h, w] float64, errors[n] = ‖y/√24 − decoder input of the first n tokens‖²
+        per position (gain–shape models). The input of ``allocation.allocate``."""
+        if not self.cfg.gain_levels:
+            raise ValueError("per-position token counts need a gain–shape model")
+        y = tiled(self.analysis, x, 1 / self.stride, ENCODE_TILE, ENCODE_MARGIN).float().cpu()
+        indices, gain_symbols, vectors = self._quantize_stages(y, self.cfg.groups)
+        target = y / math.sqrt(DIM)
+        errors = [target.square().sum(dim=1)[0].double()]
+        for n in range(1, self.cfg.groups + 1):
+            errors.append((target - self._assemble(vectors[:, : DIM * n])).square().sum(dim=1)[0].double())
+        return indices, gain_symbols, torch.stack(errors)
+
+    @torch.no_grad()
     def quantize_tokens(self, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Standardized latent y [B, 24·s, h, w] (s = min(k, S)) → its leading k tokens as the encoder writes them:
         (indices [B, k, h, w], gain symbols [B, k, h, w] or None for a direction-only model, decoder-scale vectors
@@ -272,15 +287,19 @@ class LeechAutoencoder(nn.Module):
     @torch.no_grad()
     def decode(self, indices: torch.Tensor, gain_symbols: torch.Tensor | None = None) -> torch.Tensor:
         """indices [1, k, h, w] (and gain symbols of the same shape for a gain–shape model) → x_hat [1, 3, s·h, s·w]
-        float32 in [0, 1] (on the model's device)."""
+        float32 in [0, 1] (on the model's device). Tokens an adaptive file leaves out (index −1, ``allocation``)
+        enter the decoder as zeros."""
         if indices.dim() != 4:
             raise ValueError(f"indices must be [B, k, h, w], got shape {tuple(indices.shape)}")
         if (gain_symbols is not None) != bool(self.cfg.gain_levels):
             raise ValueError("gain symbols are needed exactly when the model has gain levels")
         device = next(self.parameters()).device
-        codes = self.quantizer.indices_to_codes(indices.cpu())
+        present = (indices >= 0).cpu()
+        codes = self.quantizer.indices_to_codes(indices.cpu().clamp_min(0))
         if gain_symbols is not None:
-            codes = codes * self.gain_values(gain_symbols.cpu())
+            codes = codes * self.gain_values(gain_symbols.cpu().clamp_min(0))
+        if not present.all():
+            codes = codes * present.float().repeat_interleave(DIM, dim=1)
         y_hat = self._assemble(codes).to(device)
         return tiled(self.synthesis, y_hat, self.stride, DECODE_TILE, DECODE_MARGIN).clamp(0, 1)
 

@@ -1,0 +1,161 @@
+"""Per-position token counts (format 3): the allocation, the count map's stream, the coders' presence masks, and
+adaptive files end to end on the shipped default model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from leechcodec import allocation as alloc
+from leechcodec import bitstream, context, lattice
+from leechcodec.cli import main
+from leechcodec.codec import decode_indices, encode_image, encode_indices, parse
+from leechcodec.conditional import OUTPUTS, ConditionalPrior
+from leechcodec.entropy import DecodeError
+from leechcodec.gains import GainPrior, gain_frequencies
+
+
+def _prefix_counts(seed: int, k: int, h: int, w: int, n_min: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(n_min, k + 1, (h, w))
+
+
+def test_allocate_meets_the_budget_and_favours_the_larger_error_drops():
+    rng = np.random.default_rng(0)
+    k, h, w = 6, 8, 10
+    drops = rng.exponential(1.0, (k, h, w)) * np.linspace(0.2, 3, w)[None, None, :]  # right side gains more
+    errors = np.concatenate([np.full((1, h, w), drops.sum(0).max() + 1), np.zeros((k, h, w))])
+    errors[1:] = errors[0] - np.cumsum(drops, axis=0)
+    costs = np.concatenate([np.zeros((1, h, w)), np.cumsum(np.full((k, h, w), 17.0), axis=0)])
+    budget = costs[3].sum()
+    n = alloc.allocate(errors, costs, budget, n_min=2)
+    assert n.min() >= 2 and n.max() <= k
+    assert 17.0 * n.sum() <= budget and 17.0 * n.sum() >= budget - 17.0 * h  # within a few tokens of the budget
+    assert n[:, -2:].mean() > n[:, :2].mean()  # tokens go where they remove more error
+    # a budget below n_min tokens everywhere still gives n_min; one above everything gives all tokens
+    assert (alloc.allocate(errors, costs, 0.0, n_min=2) == 2).all()
+    assert (alloc.allocate(errors, costs, costs[k].sum() + 1, n_min=1) == k).all()
+
+
+def test_counts_of_accepts_prefixes_only():
+    idx = np.arange(24).reshape(3, 2, 4)
+    assert (alloc.counts_of(idx) == 3).all()
+    idx[2, 0, 0] = idx[1, 0, 1] = idx[2, 0, 1] = alloc.ABSENT
+    assert alloc.counts_of(idx)[0, :2].tolist() == [2, 1]
+    idx[0, 1, 1] = alloc.ABSENT  # a hole before a present token
+    with pytest.raises(ValueError, match="absent tokens must come after"):
+        alloc.counts_of(idx)
+
+
+@pytest.mark.parametrize("k,h,w", [(12, 9, 11), (2, 3, 3), (5, 1, 1), (4, 32, 48)])
+def test_count_map_round_trip_and_bound(k, h, w):
+    counts = _prefix_counts(k * h, k, h, w)
+    words = alloc.encode_counts(counts, k)
+    assert (alloc.decode_counts(words, k, h, w) == counts).all()
+    info = alloc.count_bits(counts, k)
+    head = 32 * -(-k // 2)
+    assert info - 32 <= 32 * len(words) - head <= 1.01 * info + 64
+
+
+def test_bad_count_maps_are_refused():
+    with pytest.raises(ValueError, match=r"\[1, 4\]"):
+        alloc.encode_counts(np.array([[0, 1]]), 4)
+    with pytest.raises(ValueError, match="at least 2"):
+        alloc.encode_counts(np.ones((2, 2), np.int64), 1)
+    with pytest.raises(DecodeError, match="at least 2"):
+        alloc.decode_counts(np.ones(3, np.uint32), 1, 2, 2)
+    with pytest.raises(DecodeError, match="zero"):
+        alloc.decode_counts(np.zeros(3, np.uint32), 4, 2, 2)
+    with pytest.raises(DecodeError, match="shorter"):
+        alloc.decode_counts(np.zeros(1, np.uint32), 4, 2, 2)
+
+
+def test_conditional_prior_skips_absent_tokens_exactly(synthetic_prior):
+    rng = np.random.default_rng(0)
+    weights = rng.integers(-40, 41, (2, len(context.PASSES), OUTPUTS, context.NUM_FEATURES), dtype=np.int16)
+    cp = ConditionalPrior(weights, synthetic_prior.freqs)
+    idx = np.stack([rng.choice(lattice.NUM_POINTS, size=(9, 11), p=synthetic_prior.probabilities(g))
+                    for g in range(2)])
+    present = alloc.present_mask(_prefix_counts(1, 2, 9, 11), 2)
+    sparse = np.where(present, idx, alloc.ABSENT)
+    words, info = cp.encode(sparse)
+    assert (cp.decode(words, 2, 9, 11, present) == sparse).all()
+    assert info - 32 <= 32 * len(words) <= 1.01 * info + 64
+    assert info < cp.encode(idx)[1]  # fewer tokens, fewer bits
+
+
+def test_gain_prior_skips_absent_symbols_exactly():
+    rng = np.random.default_rng(3)
+    sym = [np.clip(rng.integers(0, 8, (1, 6, 7)) + np.arange(4)[:, None, None] % 2, 0, 7) for _ in range(10)]
+    prior = GainPrior(gain_frequencies(sym, 8, subspaces=2), subspaces=2)
+    present = alloc.present_mask(_prefix_counts(2, 4, 6, 7), 4)
+    s = np.where(present, sym[0], alloc.ABSENT)
+    words = prior.encode(s)
+    assert (prior.decode(words, 4, 6, 7, present) == s).all()
+    assert prior.information_bits(s) == pytest.approx(prior.symbol_bits(s)[present].sum())
+    assert prior.information_bits(s) < prior.information_bits(sym[0])
+
+
+def test_header_version_3_round_trips_and_needs_the_conditional_prior():
+    h = bitstream.Header("m", b"w" * 8, 20, 30, 4, 4 * 2 * 2, 3, b"p" * 8, True)
+    back, _ = bitstream.unpack(bitstream.pack(h, np.arange(3, dtype=np.uint32)))
+    assert back == h and back.version == 3 and back.describe()["token_counts"] == "per position"
+    with pytest.raises(ValueError, match="conditional prior"):
+        bitstream.pack(bitstream.Header("m", b"w" * 8, 20, 30, 4, 16, 3, None, True), np.arange(3, dtype=np.uint32))
+
+
+def test_adaptive_file_round_trips_and_spends_tokens_unevenly(default_model, photo):
+    q = default_model.config.subspaces + 2  # above the subspace count: room to move tokens
+    enc = encode_image(default_model, photo, q, allocation="adaptive")
+    header, m, indices, gains = parse(enc.data)
+    assert header.version == 3 and (indices == enc.indices).all() and (gains == enc.gains).all()
+    counts = alloc.counts_of(indices)
+    k = default_model.groups_for(q)
+    assert counts.min() >= default_model.config.subspaces and counts.max() > k and counts.min() < k
+    # the decoded image is the model's decode of the present tokens, absent ones as zeros
+    decoded = decode_indices(m, indices, header.height, header.width, gains)
+    codes = default_model.net.quantizer.indices_to_codes(torch.from_numpy(indices).clamp_min(0)[None])
+    codes = codes * default_model.net.gain_values(torch.from_numpy(gains).clamp_min(0)[None])
+    codes = codes * torch.from_numpy(indices >= 0).float()[None].repeat_interleave(lattice.DIM, dim=1)
+    x_hat = default_model.net.synthesis(default_model.net._assemble(codes))
+    ref = x_hat[0, :, : header.height, : header.width].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    assert np.array_equal(decoded, ref)
+    # real bits bound the information content (three streams and two length words of slack)
+    assert enc.information_bits - 32 <= 8 * len(enc.data) <= 1.01 * enc.information_bits + 8 * 200
+
+
+def test_adaptive_equals_uniform_where_there_is_no_room(default_model, photo):
+    """At or below the subspace count every position keeps its first-stage tokens: the same file as uniform."""
+    q = 1
+    assert encode_image(default_model, photo, q, allocation="adaptive").data == encode_image(default_model, photo,
+                                                                                             q).data
+
+
+def test_adaptive_allocation_errors(default_model, photo):
+    with pytest.raises(ValueError, match="unknown allocation"):
+        encode_image(default_model, photo, 5, allocation="greedy")
+    with pytest.raises(ValueError, match="refine"):
+        encode_image(default_model, photo, 5, refine=2, allocation="adaptive")
+    with pytest.raises(ValueError, match="conditional prior"):
+        encode_image(default_model, photo, 5, prior="static", allocation="adaptive")
+    enc = encode_image(default_model, photo, 6, allocation="adaptive")
+    with pytest.raises(ValueError, match="conditional prior"):
+        encode_indices(default_model, enc.indices, *photo.shape[:2], "static", enc.gains)
+    gains = enc.gains.copy()
+    gains[enc.gains == alloc.ABSENT] = 0
+    with pytest.raises(ValueError, match="absent exactly where"):
+        encode_indices(default_model, enc.indices, *photo.shape[:2], "auto", gains)
+
+
+def test_cli_encode_adaptive_and_info(tmp_path, photo):
+    from PIL import Image
+
+    png = tmp_path / "p.png"
+    Image.fromarray(photo).save(png)
+    r = CliRunner().invoke(main, ["encode", str(png), "-q", "6", "--allocation", "adaptive"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["info", str(png.with_suffix(".lsq"))])
+    assert r.exit_code == 0 and "per position" in r.output
+    r = CliRunner().invoke(main, ["decode", str(png.with_suffix(".lsq")), "-o", str(tmp_path / "d.png")])
+    assert r.exit_code == 0 and Image.open(tmp_path / "d.png").size == (photo.shape[1], photo.shape[0])
