@@ -129,8 +129,6 @@ def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None
     device = next(model.net.parameters()).device
     x = _to_tensor(rgb, model.config.stride, device)
     if allocation == "adaptive":
-        if refine:
-            raise ValueError("--refine and adaptive allocation cannot be combined yet")
         if model.gains is None or model.context is None or prior == "static":
             raise ValueError(f"adaptive allocation needs a gain–shape model with its conditional prior "
                              f"({model.model_id} {'has no gain levels' if model.gains is None else 'and --prior'})")
@@ -139,6 +137,9 @@ def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None
         counts = alloc.allocate(errors.numpy(), costs, costs[groups].sum(), min(groups, model.config.subspaces))
         k = int(counts.max())
         present = alloc.present_mask(counts, k)
+        if refine:  # the counts stay those of the plain tokens; refinement picks better tokens under them
+            r = refine_tokens(model.net, x, k, refine, present=torch.from_numpy(present)[None])
+            return encode_indices(model, r.indices[0].numpy(), *rgb.shape[:2], prior, r.gains[0].numpy())
         indices = np.where(present, indices[0, :k].numpy(), alloc.ABSENT)
         gains = np.where(present, gains[0, :k].numpy(), alloc.ABSENT)
         return encode_indices(model, indices, *rgb.shape[:2], prior, gains)

@@ -29,14 +29,19 @@ class Refinement(NamedTuple):
     plain_mse: float  # the same for the plain encoder's tokens
 
 
-def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: int, lr: float = 0.01) -> Refinement:
+def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: int, lr: float = 0.01,
+                  present: torch.Tensor | None = None) -> Refinement:
     """x [1, 3, H, W] in [0, 1] (H, W multiples of the stride) → the best tokens found in ``steps`` steps of Adam on
     the latent (steps = 0: the plain encoder's tokens), with a cosine-decaying step size from ``lr``.
+
+    present [1, groups, h, w] bool (None: all): the per-position token counts of an adaptive file (``allocation``),
+    kept fixed; absent tokens are zeros for the decoder and come back as −1.
 
     The error is that of the decoder's own output: the synthesis runs over the decoder's tiles, one tile's forward
     and backward pass at a time, so memory stays bounded as in decoding. The model's parameters are not changed
     (their gradients are never computed)."""
     k = groups
+    mask = None if present is None else present.float().repeat_interleave(DIM, dim=1)
     s = min(k, net.cfg.subspaces)
     width = DIM * net.cfg.subspaces
     stride = net.stride
@@ -52,6 +57,9 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
         best_err, best, plain_err = math.inf, None, None
         for step in range(steps + 1):
             indices, symbols, vectors = net.quantize_tokens(y.detach(), k)
+            if mask is not None:
+                vectors = vectors * mask
+                indices, symbols = indices.masked_fill(~present, -1), symbols.masked_fill(~present, -1)
             target = y / math.sqrt(DIM)
             y_hat = target + (net._assemble(vectors)[:, : DIM * s] - target).detach()
             y_hat = F.pad(y_hat, (0, 0, 0, 0, 0, width - DIM * s)).to(x.device)

@@ -135,8 +135,6 @@ def test_adaptive_equals_uniform_where_there_is_no_room(default_model, photo):
 def test_adaptive_allocation_errors(default_model, photo):
     with pytest.raises(ValueError, match="unknown allocation"):
         encode_image(default_model, photo, 5, allocation="greedy")
-    with pytest.raises(ValueError, match="refine"):
-        encode_image(default_model, photo, 5, refine=2, allocation="adaptive")
     with pytest.raises(ValueError, match="conditional prior"):
         encode_image(default_model, photo, 5, prior="static", allocation="adaptive")
     enc = encode_image(default_model, photo, 6, allocation="adaptive")
@@ -146,6 +144,18 @@ def test_adaptive_allocation_errors(default_model, photo):
     gains[enc.gains == alloc.ABSENT] = 0
     with pytest.raises(ValueError, match="absent exactly where"):
         encode_indices(default_model, enc.indices, *photo.shape[:2], "auto", gains)
+
+
+def test_refinement_keeps_the_adaptive_counts_and_lowers_the_error(default_model, photo):
+    q = default_model.config.subspaces + 2
+    plain = encode_image(default_model, photo, q, allocation="adaptive")
+    refined = encode_image(default_model, photo, q, refine=3, allocation="adaptive")
+    assert (alloc.counts_of(refined.indices) == alloc.counts_of(plain.indices)).all()
+    assert (refined.indices != plain.indices).any()
+    header, m, indices, gains = parse(refined.data)
+    assert header.version == 3 and (indices == refined.indices).all()
+    err = lambda enc: ((decode_indices(m, enc.indices, *photo.shape[:2], enc.gains).astype(float) - photo) ** 2).mean()
+    assert err(refined) < err(plain)
 
 
 def test_cli_encode_adaptive_and_info(tmp_path, photo):
