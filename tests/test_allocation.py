@@ -152,7 +152,7 @@ def test_refinement_keeps_the_adaptive_counts_and_lowers_the_error(default_model
     refined = encode_image(default_model, photo, q, refine=3, allocation="adaptive")
     assert (alloc.counts_of(refined.indices) == alloc.counts_of(plain.indices)).all()
     assert (refined.indices != plain.indices).any()
-    header, m, indices, gains = parse(refined.data)
+    header, m, indices, _ = parse(refined.data)
     assert header.version == 3 and (indices == refined.indices).all()
     err = lambda enc: ((decode_indices(m, enc.indices, *photo.shape[:2], enc.gains).astype(float) - photo) ** 2).mean()
     assert err(refined) < err(plain)
