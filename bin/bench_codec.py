@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Encode/decode speed and peak memory of the default model on one image, CPU.
 
-    bin/bench_codec.py [IMAGE] [-q QUALITY] [--runs 5] [--threads 0] [--resize 4000x3000] [--refine N]
+    bin/bench_codec.py [IMAGE] [-q QUALITY] [--runs 5] [--threads 0] [--resize 4000x3000] [--refine N] [--adaptive]
 
 IMAGE defaults to ../shared/data/kodak/kodim01.png (768x512). Prints model load time separately, the median encode
 and decode times over the runs (whole pipeline: image → file → image), and the process's peak resident memory.
 For a model with a conditional prior both entropy models are timed side by side, interleaved run by run, with the
 ratio conditional / static. With --refine N the plain encoder and N steps of encoder-side refinement are timed side
-by side instead (the model's default prior), with the PSNR each reaches.
+by side instead (the model's default prior), with the PSNR each reaches. With --adaptive, uniform and adaptive
+allocation (format 3) are timed side by side (each with --refine N steps when given).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--resize", default=None, help="WxH: resize the image first (e.g. 4000x3000 for the memory check)")
     p.add_argument("--refine", type=int, default=0, help="compare the plain encoder with N steps of refinement")
+    p.add_argument("--adaptive", action="store_true", help="compare uniform with adaptive allocation")
     args = p.parse_args()
 
     t0 = time.perf_counter()
@@ -59,18 +61,21 @@ def main() -> None:
 
         w, h = (int(v) for v in args.resize.split("x"))
         rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
-    # each setting: (label, prior, refinement steps)
-    if args.refine:
-        settings = [("plain", "auto", 0), (f"refine {args.refine}", "auto", args.refine)]
+    # each setting: (label, prior, refinement steps, allocation)
+    if args.adaptive:
+        settings = [("uniform", "auto", args.refine, "uniform"), ("adaptive", "auto", args.refine, "adaptive")]
+    elif args.refine:
+        settings = [("plain", "auto", 0, "uniform"), (f"refine {args.refine}", "auto", args.refine, "uniform")]
     else:
-        settings = [(pr, pr, 0) for pr in (["static", "conditional"] if model.context is not None else ["static"])]
-    labels = [label for label, _, _ in settings]
+        settings = [(pr, pr, 0, "uniform")
+                    for pr in (["static", "conditional"] if model.context is not None else ["static"])]
+    labels = [label for label, *_ in settings]
     times = {label: ([], []) for label in labels}
     sizes, quality = {}, {}
     for run in range(args.runs + 1):  # run 0 is a warm-up (kernel caches)
-        for label, pr, steps in settings:
+        for label, pr, steps, allocation in settings:
             t0 = time.perf_counter()
-            enc = encode_image(model, rgb, args.quality, pr, steps)
+            enc = encode_image(model, rgb, args.quality, pr, steps, allocation)
             t1 = time.perf_counter()
             header, m, idx, gains = parse(enc.data)
             decoded = decode_indices(m, idx, header.height, header.width, gains)
@@ -89,7 +94,12 @@ def main() -> None:
     for lb in labels:
         print(f"{lb:<12} {len(sizes[lb].data):>8} {sizes[lb].bpp:8.4f} {quality[lb]:8.2f} {med[lb][0]:9.3f} "
               f"{med[lb][1]:9.3f}")
-    if args.refine:
+    if args.adaptive:
+        (eu, du), (ea, da) = med["uniform"], med["adaptive"]
+        print(f"adaptive / uniform: size {len(sizes['adaptive'].data) / len(sizes['uniform'].data):.3f}, PSNR "
+              f"{quality['adaptive'] - quality['uniform']:+.2f} dB, encode time {ea / eu:.2f}x, decode time "
+              f"{da / du:.2f}x")
+    elif args.refine:
         plain, refined = labels
         (ep, dp), (er, dr) = med[plain], med[refined]
         print(f"refined / plain: size {len(sizes[refined].data) / len(sizes[plain].data):.3f}, PSNR "
