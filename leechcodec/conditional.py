@@ -346,10 +346,13 @@ class ConditionalPrior:
         self.groups = w.shape[0]
         self.tables = [StaticTables.from_freqs(f) for f in freqs]
 
-    def tilts(self, vectors: np.ndarray, g: int, p: int) -> np.ndarray:
-        """Integer tilts [n, OUTPUTS] of the tokens of group g, pass p (in ``context.pass_positions`` order) from
-        the vectors known so far (see ``context.features``): exact floor of the scaled linear map."""
-        ys, xs = context.pass_positions(vectors.shape[1], vectors.shape[2], p)
+    def tilts(self, vectors: np.ndarray, g: int, p: int, ys: np.ndarray | None = None,
+              xs: np.ndarray | None = None) -> np.ndarray:
+        """Integer tilts [n, OUTPUTS] of the tokens of group g, pass p (in ``context.pass_positions`` order, or at
+        the given positions of that pass) from the vectors known so far (see ``context.features``): exact floor of
+        the scaled linear map."""
+        if ys is None:
+            ys, xs = context.pass_positions(vectors.shape[1], vectors.shape[2], p)
         offsets, groups = context.slot_sources(g, p)
         out = np.empty((len(ys), OUTPUTS), np.int64)
         _context_tilts(vectors, ys, xs, offsets, groups, self._wsign[g, p], self._const[g, p], out)
@@ -367,12 +370,12 @@ class ConditionalPrior:
         for g in range(k):
             for p in range(len(context.PASSES)):
                 ys, xs = context.pass_positions(h, w, p)
-                t = self.tilts(vectors, g, p) if len(ys) else None
                 if present is not None:
                     sel = present[g, ys, xs]
-                    ys, xs, t = ys[sel], xs[sel], (t[sel] if t is not None else None)
+                    ys, xs = ys[sel], xs[sel]
                 if len(ys) == 0:
                     continue
+                t = self.tilts(vectors, g, p, ys, xs)
                 known = None if indices is None else indices[g, ys, xs]
                 idx = self._code_tokens(coder, t, self.tables[g], known)
                 out[g, ys, xs] = idx
