@@ -1,8 +1,8 @@
 """Per-position token counts (format 3): the encoder's rate allocation and the count map's stream.
 
 A uniform file keeps the same k leading tokens at every latent position. An adaptive file keeps n(y, x) leading
-tokens at position (y, x), 1 ≤ n ≤ k: more where they remove more error, fewer in flat areas, with the same mean as
-the quality level's token count. Absent tokens are −1 in the index and gain arrays everywhere in the codec; the
+tokens at position (y, x), 1 ≤ n ≤ k (the codec keeps at least the model's S first-stage tokens): more where they
+remove more error, fewer in flat areas, at about the cost of the quality level's uniform file. Absent tokens are −1 in the index and gain arrays everywhere in the codec; the
 decoder sees zeros for them, as it did in training for the groups dropped by the ordered-group rate control.
 
 Invariant (checked by ``counts_of``): presence is a prefix — token g is present at a position exactly when g < n
@@ -12,7 +12,8 @@ count map alone says which tokens the payload holds.
 Allocation: for each position the encoder knows the latent-domain error E_p(n) left after n tokens (the standardized
 latent against the decoder's input) and their cost R_p(n) in bits under the static priors; it picks
 n_p = argmin E_p(n) + λ·R_p(n) with λ bisected so that Σ R_p(n_p) stays within the cost of the quality level's
-uniform k tokens. The count map is coded first in the payload with a categorical model whose frequencies travel at its head.
+uniform k tokens. The count map is coded first in the payload, under a categorical model whose frequencies travel
+at the head of its stream.
 """
 
 from __future__ import annotations

@@ -93,14 +93,12 @@ def encode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: 
         words, bits, prior_hash = model.prior.encode(indices), model.prior.information_bits(indices), None
     if gains is not None:
         # payload = [c] + c words of the gain stream + the index stream (the gain stream's length comes first)
-        gain_words = model.gains.encode(gains)
-        words = np.concatenate([np.array([len(gain_words)], np.uint32), gain_words, words]).astype(np.uint32)
+        words = _prepend_stream(model.gains.encode(gains), words)
         bits += model.gains.information_bits(gains)
     k = indices.shape[0]
     if adaptive:
         # payload = [a] + a words of the count stream + the version-2 payload
-        count_words = alloc.encode_counts(counts, k)
-        words = np.concatenate([np.array([len(count_words)], np.uint32), count_words, words]).astype(np.uint32)
+        words = _prepend_stream(alloc.encode_counts(counts, k), words)
         bits += alloc.count_bits(counts, k)
     header = bitstream.Header(model.model_id, model.weights_hash, height, width, k, indices.size, len(words),
                               prior_hash, adaptive)
@@ -159,6 +157,19 @@ def decode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: 
     return _to_rgb8(x_hat, height, width)
 
 
+def _prepend_stream(stream: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """[len(stream)] + stream + rest: how a payload carries a stream before the next one."""
+    return np.concatenate([np.array([len(stream)], np.uint32), stream, rest]).astype(np.uint32)
+
+
+def _split_stream(words: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of ``_prepend_stream``: (stream, rest), or FormatError when the length word overruns."""
+    if len(words) < 1 or int(words[0]) > len(words) - 1:
+        raise bitstream.FormatError(f"corrupt file ({name} stream longer than the payload)")
+    n = int(words[0])
+    return words[1:1 + n], words[1 + n:]
+
+
 def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedModel, np.ndarray, np.ndarray | None]:
     """Validate a file, load the model it names and decode its tokens → (header, model, indices [k, h, w], gain
     symbols [k, h, w] or None for a direction-only model)."""
@@ -174,17 +185,11 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
     h, w = -(-header.height // s), -(-header.width // s)
     if header.groups > model.config.groups or header.symbols != header.groups * h * w:
         raise bitstream.FormatError("corrupt header (symbol count does not match the image size)")
-    present = None
+    count_words = gain_words = present = None
     if header.token_counts:
-        if len(words) < 1 or int(words[0]) > len(words) - 1:
-            raise bitstream.FormatError("corrupt file (count stream longer than the payload)")
-        counts = alloc.decode_counts(words[1:1 + int(words[0])], header.groups, h, w)
-        present, words = alloc.present_mask(counts, header.groups), words[1 + int(words[0]):]
-    gain_words = None
+        count_words, words = _split_stream(words, "count")
     if model.gains is not None:
-        if len(words) < 1 or int(words[0]) > len(words) - 1:
-            raise bitstream.FormatError("corrupt file (gain stream longer than the payload)")
-        gain_words, words = words[1:1 + int(words[0])], words[1 + int(words[0]):]
+        gain_words, words = _split_stream(words, "gain")
     if header.prior_hash is not None:
         if model.context is None or header.prior_hash != model.context_hash:
             have = model.context_hash.hex() if model.context is not None else "none"
@@ -194,6 +199,8 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
     # declared image. Checked before anything of the image's size is allocated.
     elif 32 * len(words) + 64 < model.prior.min_bits(header.groups, h * w):
         raise bitstream.FormatError("corrupt file (payload too short for the declared image size)")
+    if count_words is not None:
+        present = alloc.present_mask(alloc.decode_counts(count_words, header.groups, h, w), header.groups)
     gains = None if gain_words is None else model.gains.decode(gain_words, header.groups, h, w, present)
     if header.prior_hash is not None:
         return header, model, model.context.decode(words, header.groups, h, w, present), gains

@@ -294,6 +294,8 @@ class LeechAutoencoder(nn.Module):
         if (gain_symbols is not None) != bool(self.cfg.gain_levels):
             raise ValueError("gain symbols are needed exactly when the model has gain levels")
         device = next(self.parameters()).device
+        if (indices < -1).any():
+            raise ValueError("token indices must be −1 (absent) or a Leech index")
         present = (indices >= 0).cpu()
         codes = self.quantizer.indices_to_codes(indices.cpu().clamp_min(0))
         if gain_symbols is not None:
