@@ -60,11 +60,12 @@ REFINE_OPTION = click.option("--refine", type=click.IntRange(min=0), default=0, 
                              help="steps of encoder-side latent refinement: same token count and format, lower "
                                   "distortion, about 0.35 s per step for a 768x512 image on 2 CPU cores (25 is a good "
                                   "choice; 0 = off)")
-ALLOCATION_OPTION = click.option("--allocation", type=click.Choice(["uniform", "adaptive"]), default="uniform",
-                                 show_default=True,
+ALLOCATION_OPTION = click.option("--allocation", type=click.Choice(["auto", "uniform", "adaptive"]),
+                                 default="auto", show_default=True,
                                  help="uniform: the quality level's tokens at every position; adaptive: the same "
                                       "mean, spent where they remove more error (format 3; gain-shape models with a "
-                                      "conditional prior, from quality levels above the model's subspace count)")
+                                      "conditional prior, from quality levels above the model's subspace count); "
+                                      "auto = adaptive where the model and --prior allow it")
 DEVICE_OPTION = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
                              show_default=True, help="where the network runs")
 
@@ -167,7 +168,8 @@ def models(as_json: bool) -> None:
         click.echo(f"{m['id']}{star}: {m['quantizer']}, stride {m['stride']}{stages}, {m['parameters'] / 1e6:.2f} M "
                    f"parameters, qualities 1..{m['qualities']} (default {m['default_quality']}), file {m['file']}")
         if m.get("kodak"):
-            click.echo("  quality  groups   bpp     PSNR-RGB  MS-SSIM   (Kodak, 24 images, real files)")
+            click.echo(f"  quality  groups   bpp     PSNR-RGB  MS-SSIM   (Kodak, 24 images, real files, "
+                       f"{m.get('kodak_allocation', 'uniform')} allocation)")
             for r in m["kodak"]:
                 click.echo(f"  {r['quality']:>7}  {r['groups']:>6}  {r['bpp']:.4f}  {r['psnr']:8.3f}  "
                            f"{r['ms_ssim']:.4f}")
@@ -195,8 +197,9 @@ def eval_command(dataset: Path, qualities: str, model_id: str | None, compare: s
     """Rate–distortion of leechcodec (real files) beside classic codecs, with BD-rates and plots."""
     from leechcodec import evaluate, zoo
 
-    if update_registry and (refine or allocation != "uniform"):
-        raise UserError("--update-registry records the plain encoder's numbers; drop --refine and --allocation")
+    if update_registry and (refine or allocation != "auto" or prior != "auto"):
+        raise UserError("--update-registry records the default encoder's numbers; drop --refine, --allocation and "
+                        "--prior")
     try:
         model = zoo.load_model(model_id, _device(device))
         n = model.qualities

@@ -11,7 +11,8 @@ gain symbols (``gains``) travel in their own stream at the head of the payload, 
 The encoder can search for better tokens than the analysis transform's (``refine``, ``encode_image(refine=N)``);
 that changes which tokens a file holds, never how they are coded. It can also spend the quality level's tokens
 unevenly over the image (``allocation``, ``encode_image(allocation="adaptive")``, format version 3): absent tokens
-are −1 in the index and gain arrays.
+are −1 in the index and gain arrays. The default, allocation "auto", is adaptive wherever the model and prior allow
+it (``resolve_allocation``) and uniform elsewhere.
 """
 
 from __future__ import annotations
@@ -63,7 +64,22 @@ def _to_rgb8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
 
 
 PRIORS = ("auto", "static", "conditional")
-ALLOCATIONS = ("uniform", "adaptive")
+ALLOCATIONS = ("auto", "uniform", "adaptive")
+
+
+def adaptive_supported(model: LoadedModel, prior: str = "auto") -> bool:
+    """Whether per-position token counts (format 3) can be written: a gain–shape model with its conditional prior."""
+    return model.gains is not None and model.context is not None and prior != "static"
+
+
+def resolve_allocation(model: LoadedModel, prior: str = "auto", allocation: str = "auto") -> str:
+    """Allocation "auto" → "adaptive" where ``adaptive_supported``, else "uniform"; the others unchanged (validated). At or
+    below the model's subspace count an adaptive file holds the uniform tokens and is written as the uniform file."""
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"unknown allocation {allocation!r}: valid allocations are {', '.join(ALLOCATIONS)}")
+    if allocation == "auto":
+        return "adaptive" if adaptive_supported(model, prior) else "uniform"
+    return allocation
 
 
 def encode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: int, prior: str = "auto",
@@ -114,20 +130,20 @@ def _token_costs(model: LoadedModel, indices: np.ndarray, gains: np.ndarray) -> 
 
 
 def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None, prior: str = "auto",
-                 refine: int = 0, allocation: str = "uniform") -> Encoded:
+                 refine: int = 0, allocation: str = "auto") -> Encoded:
     """uint8 [H, W, 3] → the file. refine: steps of encoder-side latent refinement (``refine``; 0 = the plain
     encoder); it changes only which tokens are chosen, never the format. allocation: "uniform" (the quality
-    level's k tokens at every position) or "adaptive" (k per position on average, more where they remove more
-    latent error: ``allocation``; format 3, gain–shape models with a conditional prior)."""
+    level's k tokens at every position), "adaptive" (k per position on average, more where they remove more
+    latent error: ``allocation``; format 3, gain–shape models with a conditional prior) or "auto" (adaptive where
+    the model and prior allow it: ``resolve_allocation``)."""
     if refine < 0:
         raise ValueError(f"refine must be 0 or more steps, not {refine}")
-    if allocation not in ALLOCATIONS:
-        raise ValueError(f"unknown allocation {allocation!r}: valid allocations are {', '.join(ALLOCATIONS)}")
+    allocation = resolve_allocation(model, prior, allocation)
     groups = model.groups_for(quality)
     device = next(model.net.parameters()).device
     x = _to_tensor(rgb, model.config.stride, device)
     if allocation == "adaptive":
-        if model.gains is None or model.context is None or prior == "static":
+        if not adaptive_supported(model, prior):
             raise ValueError(f"adaptive allocation needs a gain–shape model with its conditional prior "
                              f"({model.model_id} {'has no gain levels' if model.gains is None else 'and --prior'})")
         indices, gains, errors = model.net.encode_all_with_errors(x)
@@ -208,12 +224,12 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
 
 
 def compress(image, quality: int | None = None, model: str | None = None, device: str = "cpu",
-             prior: str = "auto", refine: int = 0, allocation: str = "uniform") -> bytes:
+             prior: str = "auto", refine: int = 0, allocation: str = "auto") -> bytes:
     """An image (path, bytes, PIL image or uint8 [H, W, 3]) → .lsq bytes. quality: 1..N, lowest rate first;
     prior: "auto" (the conditional prior when the model has one), "conditional" or "static"; refine: steps of
     encoder-side latent refinement (slower encoding, the same token count and format, lower distortion, a few
-    percent more bits; 0 = off); allocation: "uniform" or "adaptive" (the same mean token count spent where it
-    removes the most latent error; format 3)."""
+    percent more bits; 0 = off); allocation: "auto" (adaptive where the model allows it), "uniform" or "adaptive"
+    (the same mean token count spent where it removes the most latent error; format 3)."""
     return encode_image(load_model(model, device), read_image(image), quality, prior, refine, allocation).data
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
-from leechcodec.codec import decode_indices, encode_image, parse
+from leechcodec.codec import decode_indices, encode_image, parse, resolve_allocation
 from leechcodec.imageio import ImageError, read_image
 from leechcodec.metrics import bd_rate, ms_ssim, psnr
 from leechcodec.zoo import LoadedModel
@@ -102,7 +102,8 @@ def curve_name(model: LoadedModel, prior: str, refine: int = 0, allocation: str 
 
 
 def eval_leechcodec(model: LoadedModel, images, qualities: list[int], workdir: Path, progress=None,
-                    prior: str = "auto", refine: int = 0, allocation: str = "uniform") -> list[Row]:
+                    prior: str = "auto", refine: int = 0, allocation: str = "auto") -> list[Row]:
+    allocation = resolve_allocation(model, prior, allocation)
     rows = []
     for q in qualities:
         for name, rgb in images:
@@ -237,13 +238,18 @@ def plot(curves: list[Curve], anchors: list[Curve], path: Path, log_rate: bool =
 
 def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[str], json_out: Path | None,
         csv_out: Path | None, plot_out: Path | None, log_rate: bool = False, echo=print, prior: str = "auto",
-        refine: int = 0, allocation: str = "uniform") -> dict:
+        refine: int = 0, allocation: str = "auto") -> dict:
     """The whole evaluation; returns the JSON-able result. With a conditional prior (prior "auto" on a model that
-    has one) and no refinement, the same model with its static prior is measured too, as a comparison curve; with
-    adaptive allocation, the same model with uniform allocation instead. refine, allocation: encoder settings for
-    our files (codec.encode_image)."""
+    has one), uniform allocation and no refinement, the same model with its static prior is measured too, as a
+    comparison curve; with adaptive allocation (the default "auto" resolves to it where the model allows:
+    codec.resolve_allocation), the same model with uniform allocation instead, at the quality levels where the two
+    differ (above the subspace count). refine, allocation: encoder settings for our files (codec.encode_image)."""
     from tqdm import tqdm
 
+    allocation = resolve_allocation(model, prior, allocation)
+    roomy = [q for q in qualities if model.groups_for(q) > model.config.subspaces]  # where adaptive files differ
+    if not roomy:
+        allocation = "uniform"  # an adaptive file without room is the uniform file
     images = find_images(folder)
     codecs = []
     for c in compare:
@@ -253,16 +259,17 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
             codecs.append(c)
         else:
             warnings.warn(f"skipping {c}: no Pillow support for it is installed", stacklevel=2)
-    variants = [(prior, refine, allocation)]  # ours first, then the comparison curve of the same model
+    # ours first, then the comparison curve of the same model: (prior, refine, allocation, qualities)
+    variants = [(prior, refine, allocation, qualities)]
     if allocation == "adaptive":
-        variants.append((prior, refine, "uniform"))
+        variants.append((prior, refine, "uniform", roomy))
     elif model.context is not None and prior != "static" and not refine:
-        variants.append(("static", 0, "uniform"))
-    total = len(images) * (len(variants) * len(qualities) + sum(len(CLASSIC_QUALITIES[c]) for c in codecs))
+        variants.append(("static", 0, "uniform", qualities))
+    total = len(images) * (sum(len(v[3]) for v in variants) + sum(len(CLASSIC_QUALITIES[c]) for c in codecs))
     bar = tqdm(total=total, desc="eval", unit="img", leave=False)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [r for pr, rf, al in variants
-                for r in eval_leechcodec(model, images, qualities, Path(tmp), bar.update, pr, rf, al)]
+        rows = [r for pr, rf, al, qs in variants
+                for r in eval_leechcodec(model, images, qs, Path(tmp), bar.update, pr, rf, al)]
     for c in codecs:
         rows += eval_classic(c, images, bar.update)
     bar.close()
@@ -281,7 +288,7 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
     ours = [c for c in curves if c.name == ours_name]
     table = bd_table(ours, [c for c in curves if c.name != ours_name] + anchors)
     result = ours[0].compressai_json() | {
-        "images": len(images), "dataset": str(folder),
+        "images": len(images), "dataset": str(folder), "allocation": allocation,
         "comparisons": [c.compressai_json() for c in curves if c.name != ours_name],
         "bd_rate": table, "per_image": [asdict(r) for r in rows]}
     echo(f"{'codec':<28} {'q':>3} {'bpp':>8} {'PSNR':>8} {'MS-SSIM':>8} {'enc s':>7} {'dec s':>7}")

@@ -178,7 +178,8 @@ def load_model(model_id: str | None = None, device: str = "cpu") -> LoadedModel:
 
 
 def record_kodak(model_id: str, result: dict) -> None:
-    """Store an evaluation's per-quality means (from ``evaluate.run``) in the registry entry of a model."""
+    """Store an evaluation's per-quality means (from ``evaluate.run``) in the registry entry of a model, with the
+    token allocation its files used ("uniform" or "adaptive"; entries without one predate adaptive files: uniform)."""
     path = models_dir() / "zoo.json"
     reg = json.loads(path.read_text())
     entry = reg["models"][model_id]
@@ -188,4 +189,5 @@ def record_kodak(model_id: str, result: dict) -> None:
                              for q, b, p, s in zip(r["quality"], r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"])),
                             key=lambda e: e["quality"])
     entry["kodak_images"] = result["images"]
+    entry["kodak_allocation"] = result["allocation"]
     path.write_text(json.dumps(reg, indent=2) + "\n")

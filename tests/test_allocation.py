@@ -3,15 +3,18 @@ adaptive files end to end on the shipped default model."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
+import leechcodec
 from leechcodec import allocation as alloc
 from leechcodec import bitstream, context, lattice
 from leechcodec.cli import main
-from leechcodec.codec import decode_indices, encode_image, encode_indices, parse
+from leechcodec.codec import decode_indices, encode_image, encode_indices, parse, resolve_allocation
 from leechcodec.conditional import OUTPUTS, ConditionalPrior
 from leechcodec.entropy import DecodeError
 from leechcodec.gains import GainPrior, gain_frequencies
@@ -129,7 +132,23 @@ def test_adaptive_equals_uniform_where_there_is_no_room(default_model, photo):
     """At or below the subspace count every position keeps its first-stage tokens: the same file as uniform."""
     q = 1
     assert encode_image(default_model, photo, q, allocation="adaptive").data == encode_image(default_model, photo,
-                                                                                             q).data
+                                                                                             q, allocation="uniform").data
+
+
+def test_auto_allocation_is_the_default_and_adaptive_where_the_model_allows(default_model, photo):
+    assert resolve_allocation(default_model) == "adaptive"  # the shipped default: gain–shape with its context
+    assert resolve_allocation(default_model, "static") == "uniform"
+    assert resolve_allocation(default_model, "auto", "uniform") == "uniform"
+    plain = dataclasses.replace(default_model, context=None, context_hash=None)
+    assert resolve_allocation(plain) == "uniform" and resolve_allocation(plain, "auto", "adaptive") == "adaptive"
+    with pytest.raises(ValueError, match="unknown allocation"):
+        resolve_allocation(default_model, "auto", "greedy")
+    q = default_model.config.subspaces + 1
+    assert encode_image(default_model, photo, q).data == encode_image(default_model, photo, q,
+                                                                      allocation="adaptive").data
+    assert bitstream.unpack(leechcodec.compress(photo, q))[0].version == 3
+    # a model without the conditional prior writes uniform files under the default, not an error
+    assert bitstream.unpack(encode_image(plain, photo, q).data)[0].version == 1
 
 
 def test_adaptive_allocation_errors(default_model, photo):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import leechcodec
+from leechcodec import zoo
 from leechcodec.cli import main
 from leechcodec.metrics import bd_rate
 
@@ -126,3 +128,36 @@ def test_bin_scripts_run_from_their_shebang_under_any_python3(tmp_path):
                            str(out)], check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "| reference | BD-rate |" in done.stdout and out.stat().st_size > 10_000
+
+
+def test_default_eval_is_adaptive_with_uniform_beside_it_and_records_its_allocation(dataset, tmp_path, monkeypatch):
+    """The default encoder (allocation auto) is what eval measures and --update-registry records; uniform allocation
+    is measured beside it at the quality levels where the two differ."""
+    model = leechcodec.load_model()
+    if model.context is None or model.gains is None:
+        pytest.skip("the default model cannot write adaptive files")
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in zoo.models_dir().iterdir():  # the weights linked, the registry copied: the test writes only its copy
+        if f.name == "zoo.json":
+            shutil.copy(f, models / f.name)
+        else:
+            (models / f.name).symlink_to(f.resolve())
+    monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
+    q = model.config.subspaces + 1
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["eval", str(dataset), "-q", f"1,{q}", "--compare", "", "--json", str(out),
+                                  "--update-registry"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    assert data["allocation"] == "adaptive" and data["name"] == f"leechcodec {model.model_id} adaptive"
+    uniform = next(c for c in data["comparisons"] if c["name"] == f"leechcodec {model.model_id}")
+    assert uniform["results"]["quality"] == [q]  # quality 1 has no room: its adaptive file is the uniform one
+    entry = json.loads((models / "zoo.json").read_text())["models"][model.model_id]
+    assert entry["kodak_allocation"] == "adaptive"
+    assert [e["quality"] for e in entry["kodak"]] == [1, q]
+    assert entry["kodak"][1]["bpp"] == pytest.approx(data["results"]["bpp"][1], abs=1e-4)
+    r = CliRunner().invoke(main, ["models"])
+    assert "adaptive allocation" in r.output
+    r = CliRunner().invoke(main, ["eval", str(dataset), "--allocation", "uniform", "--update-registry"])
+    assert r.exit_code == 1 and "default encoder" in r.output and "Traceback" not in r.output
