@@ -105,7 +105,8 @@ def encode(input: Path, output: Path | None, quality: int | None, model_id: str 
         raise UserError(f"{input}: {e}" if isinstance(e, ImageError) else str(e)) from None
     write_atomic(output, enc.data)
     click.echo(f"{output}: {len(enc.data)} bytes, {enc.width}x{enc.height}, {enc.bpp:.4f} bpp "
-               f"(model {model.model_id}, quality {quality or model.meta.get('default_quality')})")
+               f"(model {model.model_id}, quality {quality or model.meta.get('default_quality')}, "
+               f"{enc.token_counts} token counts)")
 
 
 @main.command(context_settings=CONTEXT)

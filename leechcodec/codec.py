@@ -46,6 +46,11 @@ class Encoded:
     def bpp(self) -> float:
         return 8 * len(self.data) / (self.height * self.width)
 
+    @property
+    def token_counts(self) -> str:
+        """Either "uniform" (every position holds k tokens) or "adaptive" (per-position counts: absent tokens are −1)."""
+        return "adaptive" if (self.indices == alloc.ABSENT).any() else "uniform"
+
 
 def _to_tensor(rgb: np.ndarray, stride: int, device: str | torch.device) -> torch.Tensor:
     """uint8 [H, W, 3] → float [1, 3, H', W'] in [0, 1], padded (edge replication) to multiples of the stride."""

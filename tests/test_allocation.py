@@ -177,13 +177,16 @@ def test_refinement_keeps_the_adaptive_counts_and_lowers_the_error(default_model
     assert err(refined) < err(plain)
 
 
-def test_cli_encode_adaptive_and_info(tmp_path, photo):
+def test_cli_encode_adaptive_by_default_and_info(tmp_path, photo):
     from PIL import Image
 
     png = tmp_path / "p.png"
     Image.fromarray(photo).save(png)
-    r = CliRunner().invoke(main, ["encode", str(png), "-q", "6", "--allocation", "adaptive"])
-    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["encode", str(png), "-q", "6", "-o", str(tmp_path / "u.lsq"), "--allocation",
+                                  "uniform"])
+    assert r.exit_code == 0 and "uniform token counts" in r.output, r.output
+    r = CliRunner().invoke(main, ["encode", str(png), "-q", "6"])  # the default: allocation auto
+    assert r.exit_code == 0 and "adaptive token counts" in r.output, r.output
     r = CliRunner().invoke(main, ["info", str(png.with_suffix(".lsq"))])
     assert r.exit_code == 0 and "per position" in r.output
     r = CliRunner().invoke(main, ["decode", str(png.with_suffix(".lsq")), "-o", str(tmp_path / "d.png")])
