@@ -6,7 +6,15 @@ One run trains one variable-rate model: each sample keeps the leading token grou
 [0, 255] RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
 differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
 
-The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3wb-s16g12: leech-rs3w-s16g12's network (its final
+The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3wc-s16g12: leech-rs3wb-s16g12's network (its final
+checkpoint, step 7,500) trained 6,500 steps more with a warm restart (Adam 1.5e-4), one uninterrupted run:
+
+    bin/train.py --out runs/w192d --arch gdn --widths 64,128,192 --groups 12 --stages 3 --steps 6500 --lr 1.5e-4 \
+        --seed 6 --gain-levels 11 --gain-log2-min -4.5 --qualities 1,2,3,4,5,6,8,10,12 \
+        --init-from runs/w192c/checkpoint.pt --blend-steps 0 --val-every 3250
+    bin/export_model.py runs/w192d/checkpoint.pt --id leech-rs3wc-s16g12 --images 600 --default-quality 5
+
+leech-rs3wb-s16g12: leech-rs3w-s16g12's network (its final
 checkpoint, step 10,000) trained 7,500 steps more with a warm restart (Adam 2e-4). One run, stopped and resumed
 twice with a new --steps (the cosine schedule follows the current --steps): started with --steps 9000 --val-every
 3000, resumed at step 1,000 with --steps 6000 and at step 1,250 as below, to fit the session beside other CPU work:
