@@ -223,6 +223,19 @@ def fit_weights(source: dict, model: torch.nn.Module) -> dict:
     return fitted
 
 
+def init_weights(path: Path, device: torch.device) -> tuple[dict, str]:
+    """The network weights held by `path` → (state dict, where they stand). `path` is either a run's checkpoint
+    (bin/train.py) or a shipped weights file (bin/export_model.py, models/), so a run can continue a shipped model
+    without the run folder it came from; both hold the same network state dict."""
+    blob = torch.load(path, map_location=device, weights_only=False)
+    if "model" in blob and "step" in blob:
+        return blob["model"], f"step {blob['step']} of that run"
+    if "state_dict" in blob and "meta" in blob:
+        return blob["state_dict"], (f"shipped model {blob.get('model_id', '?')}, "
+                                    f"{blob['meta'].get('training_steps', '?')} steps in its last run")
+    raise SystemExit(f"--init-from: {path} is neither a training checkpoint nor a shipped weights file")
+
+
 def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -255,8 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--qualities", type=str, default="1,2,3,4,6,8,10,12,16",
                    help="token groups kept at each quality level, ascending (those above --groups are dropped)")
     p.add_argument("--init-from", type=Path,
-                   help="start a new run from the network weights of another run's checkpoint (same transform "
-                        "family; fewer latent subspaces or wider hidden layers are fitted: fit_weights)")
+                   help="start a new run from the network weights of another run's checkpoint or of a shipped weights "
+                        "file (same transform family; fewer latent subspaces or wider hidden layers are fitted: "
+                        "fit_weights)")
     p.add_argument("--blend-steps", type=int, default=500, help="steps over which quantization is blended in")
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--val-every", type=int, default=1000)
@@ -293,9 +307,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.init_from:
         # Only the network weights travel (the gain levels add no parameters); optimizer, step and data stream start
         # afresh under this run's seed and schedule.
-        init = torch.load(args.init_from, map_location=device, weights_only=False)
-        model.load_state_dict(fit_weights(init["model"], model))
-        print(f"initialized from {args.init_from} (step {init['step']} of that run)")
+        weights, origin = init_weights(args.init_from, device)
+        model.load_state_dict(fit_weights(weights, model))
+        print(f"initialized from {args.init_from} ({origin})")
 
     t0 = time.time()
     train_imgs, val_imgs = load_images(args.data, args.crop)

@@ -61,6 +61,19 @@ def test_train_resume_export_and_code(tmp_path, monkeypatch):
     header, _, indices, _ = codec.parse(lsq)
     assert header.model_id == "toy" and tuple(indices.shape)[-3:] == (2, 6, 6)  # 2 groups of 6 × 6 tokens
 
+    # a new run can start from the shipped file itself: the same network weights as the checkpoint it came from
+    shipped = models / reg["models"]["toy"]["file"]
+    weights, origin = train.init_weights(shipped, torch.device("cpu"))
+    final = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert weights.keys() == final.keys() and all(torch.equal(weights[k], final[k]) for k in final)
+    assert origin == "shipped model toy, 4 steps in its last run"
+    train.main(["--out", str(tmp_path / "more"), "--data", str(data), "--steps", "2", "--init-from", str(shipped),
+                *TINY])
+    assert torch.load(tmp_path / "more" / "checkpoint.pt", weights_only=False)["step"] == 2
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(SystemExit, match="neither a training checkpoint nor a shipped weights file"):
+        train.init_weights(tmp_path / "other.pt", torch.device("cpu"))
+
 
 def test_gain_shape_model_from_another_run_exports_and_round_trips(tmp_path, monkeypatch):
     """--init-from starts a gain–shape run from a direction-only run's network; the export carries a gain prior
