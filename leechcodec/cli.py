@@ -7,6 +7,7 @@ overwritten without ``-f`` and are written atomically (temporary file + rename).
 from __future__ import annotations
 
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -82,31 +83,40 @@ def main() -> None:
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="output .lsq (default: INPUT with .lsq)")
 @click.option("-q", "--quality", type=int, default=None, help="quality level 1..N, lowest rate first")
+@click.option("--bpp", type=float, default=None,
+              help="rate control instead of -q: the largest file of at most this many bits per pixel (adaptive "
+                   "allocation makes the mean token count continuous; a few seconds per 768x512 image)")
 @click.option("-m", "--model", "model_id", default=None, help="model id (default: the shipped default)")
 @PRIOR_OPTION
 @REFINE_OPTION
 @ALLOCATION_OPTION
 @DEVICE_OPTION
 @click.option("-f", "--force", is_flag=True, help="overwrite an existing output")
-def encode(input: Path, output: Path | None, quality: int | None, model_id: str | None, prior: str, refine: int,
-           allocation: str, device: str, force: bool) -> None:
+def encode(input: Path, output: Path | None, quality: int | None, bpp: float | None, model_id: str | None,
+           prior: str, refine: int, allocation: str, device: str, force: bool) -> None:
     """Compress an image (anything Pillow reads) into a .lsq file."""
-    from leechcodec.codec import encode_image
+    from leechcodec.codec import encode_at_rate, encode_image
     from leechcodec.imageio import ImageError, read_image, write_atomic
     from leechcodec.zoo import load_model
 
+    if bpp is not None and (quality is not None or refine):
+        raise UserError("--bpp replaces -q and cannot be combined with --refine")
     output = output or input.with_suffix(".lsq")
     _check_output(output, force)
     try:
         rgb = read_image(input)
         model = load_model(model_id, _device(device))
-        enc = encode_image(model, rgb, quality, prior, refine, allocation)
+        if bpp is None:
+            enc = encode_image(model, rgb, quality, prior, refine, allocation)
+        else:
+            enc = encode_at_rate(model, rgb, bpp, prior, allocation)
     except (ImageError, ValueError) as e:
         raise UserError(f"{input}: {e}" if isinstance(e, ImageError) else str(e)) from None
     write_atomic(output, enc.data)
+    setting = (f"quality {quality or model.meta.get('default_quality')}" if bpp is None
+               else f"target {bpp:g} bpp, {enc.mean_tokens:.2f} tokens per position")
     click.echo(f"{output}: {len(enc.data)} bytes, {enc.width}x{enc.height}, {enc.bpp:.4f} bpp "
-               f"(model {model.model_id}, quality {quality or model.meta.get('default_quality')}, "
-               f"{enc.token_counts} token counts)")
+               f"(model {model.model_id}, {setting}, {enc.token_counts} token counts)")
 
 
 @main.command(context_settings=CONTEXT)
@@ -180,6 +190,9 @@ def models(as_json: bool) -> None:
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("-q", "--quality", "qualities", default="all", show_default=True,
               help="'all' or a comma list of quality levels, e.g. 1,3,5")
+@click.option("--bpp", "bpp_targets", default=None,
+              help="instead of quality levels: a comma list of bpp targets, e.g. 0.2747,0.3 (rate control: per "
+                   "image the largest file within the target; encode --bpp)")
 @click.option("-m", "--model", "model_id", default=None, help="model id (default: the shipped default)")
 @click.option("--compare", default="jpeg,webp,avif,jxl", show_default=True,
               help="classic codecs measured live ('' for none); missing plugins are skipped with a warning")
@@ -192,15 +205,25 @@ def models(as_json: bool) -> None:
 @REFINE_OPTION
 @ALLOCATION_OPTION
 @DEVICE_OPTION
-def eval_command(dataset: Path, qualities: str, model_id: str | None, compare: str, json_out: Path | None,
-                 csv_out: Path | None, plot_out: Path | None, log_rate: bool, update_registry: bool, prior: str,
-                 refine: int, allocation: str, device: str) -> None:
+def eval_command(dataset: Path, qualities: str, bpp_targets: str | None, model_id: str | None, compare: str,
+                 json_out: Path | None, csv_out: Path | None, plot_out: Path | None, log_rate: bool,
+                 update_registry: bool, prior: str, refine: int, allocation: str, device: str) -> None:
     """Rate–distortion of leechcodec (real files) beside classic codecs, with BD-rates and plots."""
     from leechcodec import evaluate, zoo
 
-    if update_registry and (refine or allocation != "auto" or prior != "auto"):
-        raise UserError("--update-registry records the default encoder's numbers; drop --refine, --allocation and "
-                        "--prior")
+    if update_registry and (refine or allocation != "auto" or prior != "auto" or bpp_targets is not None):
+        raise UserError("--update-registry records the default encoder's numbers; drop --refine, --allocation, "
+                        "--prior and --bpp")
+    if bpp_targets is not None and (qualities != "all" or refine):
+        raise UserError("--bpp replaces -q and cannot be combined with --refine")
+    targets = None
+    if bpp_targets is not None:
+        try:
+            targets = [float(t) for t in bpp_targets.split(",") if t.strip()]
+        except ValueError:
+            raise UserError(f"--bpp takes a comma list of numbers, not {bpp_targets!r}") from None
+        if not targets or not all(math.isfinite(t) and t > 0 for t in targets):
+            raise UserError(f"--bpp takes positive bpp targets, not {bpp_targets!r}")
     try:
         model = zoo.load_model(model_id, _device(device))
         n = model.qualities
@@ -209,7 +232,7 @@ def eval_command(dataset: Path, qualities: str, model_id: str | None, compare: s
             model.groups_for(q)
         codecs = [c.strip() for c in compare.split(",") if c.strip()]
         result = evaluate.run(dataset, model, qs, codecs, json_out, csv_out, plot_out, log_rate, echo=click.echo,
-                              prior=prior, refine=refine, allocation=allocation)
+                              prior=prior, refine=refine, allocation=allocation, bpp_targets=targets)
     except ValueError as e:
         raise UserError(str(e)) from None
     if update_registry:

@@ -12,11 +12,13 @@ The encoder can search for better tokens than the analysis transform's (``refine
 that changes which tokens a file holds, never how they are coded. It can also spend the quality level's tokens
 unevenly over the image (``allocation``, ``encode_image(allocation="adaptive")``, format version 3): absent tokens
 are −1 in the index and gain arrays. The default, allocation "auto", is adaptive wherever the model and prior allow
-it (``resolve_allocation``) and uniform elsewhere.
+it (``resolve_allocation``) and uniform elsewhere. Instead of a quality level the encoder can be given a bpp target
+(``encode_at_rate``, rate control): it writes the largest file within it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +47,11 @@ class Encoded:
     @property
     def bpp(self) -> float:
         return 8 * len(self.data) / (self.height * self.width)
+
+    @property
+    def mean_tokens(self) -> float:
+        """Tokens per latent position, averaged over the image."""
+        return float((self.indices != alloc.ABSENT).sum() / (self.indices[0].size))
 
     @property
     def token_counts(self) -> str:
@@ -85,6 +92,12 @@ def resolve_allocation(model: LoadedModel, prior: str = "auto", allocation: str 
     if allocation == "auto":
         return "adaptive" if adaptive_supported(model, prior) else "uniform"
     return allocation
+
+
+def _check_adaptive(model: LoadedModel, prior: str) -> None:
+    if not adaptive_supported(model, prior):
+        raise ValueError(f"adaptive allocation needs a gain–shape model with its conditional prior "
+                         f"({model.model_id} {'has no gain levels' if model.gains is None else 'and --prior'})")
 
 
 def encode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: int, prior: str = "auto",
@@ -148,9 +161,7 @@ def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None
     device = next(model.net.parameters()).device
     x = _to_tensor(rgb, model.config.stride, device)
     if allocation == "adaptive":
-        if not adaptive_supported(model, prior):
-            raise ValueError(f"adaptive allocation needs a gain–shape model with its conditional prior "
-                             f"({model.model_id} {'has no gain levels' if model.gains is None else 'and --prior'})")
+        _check_adaptive(model, prior)
         indices, gains, errors = model.net.encode_all_with_errors(x)
         costs = _token_costs(model, indices[0].numpy(), gains[0].numpy())
         counts = alloc.allocate(errors.numpy(), costs, costs[groups].sum(), min(groups, model.config.subspaces))
@@ -168,6 +179,79 @@ def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None
         indices, gains = model.net.encode(x, groups)
     return encode_indices(model, indices[0].numpy(), *rgb.shape[:2], prior,
                           None if gains is None else gains[0].numpy())
+
+
+def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, prior: str = "auto",
+                   allocation: str = "auto") -> Encoded:
+    """Rate control: the largest file of at most ``bpp`` bits per pixel, the whole file counted (header included).
+
+    Uniform allocation takes the largest token count k, any of 1..G (not only the quality levels'), whose file fits
+    (binary search: file sizes grow with k, since each file's tokens are a prefix of the next one's). Adaptive
+    allocation makes the mean token count continuous between S and G: it searches the allocation's static-cost
+    budget for the largest file that fits (secant steps through the origin until the target is bracketed, then
+    false position; at most ``_RATE_STEPS`` files, stopping within ``_RATE_TOLERANCE`` of the target). Where even S
+    tokens per position are over the target it falls back to the uniform files below S. ValueError when one token per
+    position is over the target."""
+    if isinstance(bpp, bool) or not isinstance(bpp, int | float) or not math.isfinite(bpp) or bpp <= 0:
+        raise ValueError(f"the bpp target must be a positive number, not {bpp!r}")
+    allocation = resolve_allocation(model, prior, allocation)
+    height, width = rgb.shape[:2]
+    max_bytes = math.floor(bpp * height * width / 8 + 1e-6)  # a target of 8·size/pixels admits that size
+    x = _to_tensor(rgb, model.config.stride, next(model.net.parameters()).device)
+    g, s = model.config.groups, model.config.subspaces
+    if allocation == "adaptive":
+        _check_adaptive(model, prior)
+        indices, gains, errors = model.net.encode_all_with_errors(x)
+    else:
+        indices, gains = model.net.encode(x, g)
+    indices = indices[0].numpy()
+    gains = None if gains is None else gains[0].numpy()
+
+    def uniform_file(k: int) -> Encoded:
+        return encode_indices(model, indices[:k], height, width, prior, None if gains is None else gains[:k])
+
+    best = uniform_file(s) if allocation == "adaptive" else None
+    if best is None or len(best.data) > max_bytes:
+        lo, hi, best = 1, (s - 1 if best is not None else g), None  # the largest fitting k lies in [lo - 1, hi]
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            enc = uniform_file(mid)
+            lo, hi, best = (mid + 1, hi, enc) if len(enc.data) <= max_bytes else (lo, mid - 1, best)
+        if best is None:
+            raise ValueError(f"{bpp} bpp is below the smallest file of model {model.model_id} for this image "
+                             f"({uniform_file(1).bpp:.4f} bpp with one token per position)")
+        return best
+
+    costs = _token_costs(model, indices, gains)
+    b_max = costs[g].sum()  # every token everywhere
+    aim = max_bytes * (1 - _RATE_TOLERANCE / 2)  # interpolate towards a size inside the tolerance
+    b_lo, size_lo = costs[s].sum(), len(best.data)  # S tokens everywhere: the uniform S file, which fits
+    b_hi = size_hi = None
+    budget = b_lo * aim / size_lo
+    for _ in range(_RATE_STEPS):
+        budget = min(budget, b_max)
+        counts = alloc.allocate(errors.numpy(), costs, budget, s)
+        present = alloc.present_mask(counts, int(counts.max()))
+        n = present.shape[0]
+        enc = encode_indices(model, np.where(present, indices[:n], alloc.ABSENT), height, width, prior,
+                             np.where(present, gains[:n], alloc.ABSENT))
+        size = len(enc.data)
+        if size <= max_bytes:
+            best = enc if size > len(best.data) else best
+            if budget >= b_max:
+                break  # the whole file fits
+            b_lo, size_lo = budget, size
+        else:
+            b_hi, size_hi = budget, size
+        if len(best.data) >= (1 - _RATE_TOLERANCE) * max_bytes or (b_hi is not None and b_hi - b_lo < 1):
+            break
+        budget = (budget * aim / size if b_hi is None  # secant through the origin until bracketed
+                  else b_lo + (b_hi - b_lo) * (aim - size_lo) / (size_hi - size_lo))  # then false position
+    return best
+
+
+_RATE_STEPS = 6  # adaptive files tried by encode_at_rate at most
+_RATE_TOLERANCE = 0.005  # … which stops once a file fits within this fraction of the target
 
 
 def decode_indices(model: LoadedModel, indices: np.ndarray, height: int, width: int,
@@ -229,13 +313,19 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
 
 
 def compress(image, quality: int | None = None, model: str | None = None, device: str = "cpu",
-             prior: str = "auto", refine: int = 0, allocation: str = "auto") -> bytes:
+             prior: str = "auto", refine: int = 0, allocation: str = "auto", bpp: float | None = None) -> bytes:
     """An image (path, bytes, PIL image or uint8 [H, W, 3]) → .lsq bytes. quality: 1..N, lowest rate first;
     prior: "auto" (the conditional prior when the model has one), "conditional" or "static"; refine: steps of
     encoder-side latent refinement (slower encoding, the same token count and format, lower distortion, a few
     percent more bits; 0 = off); allocation: "auto" (adaptive where the model allows it), "uniform" or "adaptive"
-    (the same mean token count spent where it removes the most latent error; format 3)."""
-    return encode_image(load_model(model, device), read_image(image), quality, prior, refine, allocation).data
+    (the same mean token count spent where it removes the most latent error; format 3); bpp: instead of a quality
+    level, the largest file of at most this many bits per pixel (``encode_at_rate``; not with refinement)."""
+    loaded, rgb = load_model(model, device), read_image(image)
+    if bpp is None:
+        return encode_image(loaded, rgb, quality, prior, refine, allocation).data
+    if quality is not None or refine:
+        raise ValueError("a bpp target replaces the quality level and cannot be combined with refinement")
+    return encode_at_rate(loaded, rgb, bpp, prior, allocation).data
 
 
 def decompress(data: bytes, device: str = "cpu") -> Image.Image:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
-from leechcodec.codec import decode_indices, encode_image, parse, resolve_allocation
+from leechcodec.codec import decode_indices, encode_at_rate, encode_image, parse, resolve_allocation
 from leechcodec.imageio import ImageError, read_image
 from leechcodec.metrics import bd_rate, ms_ssim, psnr
 from leechcodec.zoo import LoadedModel
@@ -39,7 +39,7 @@ class Row:
     """One image coded at one setting."""
 
     codec: str
-    quality: int
+    quality: int | float  # the quality level, or the bpp target of a rate-controlled curve
     image: str
     bpp: float
     psnr: float
@@ -54,7 +54,7 @@ class Curve:
 
     name: str
     description: str
-    quality: list[int]
+    quality: list[int | float]
     bpp: list[float]
     psnr: list[float]
     ms_ssim: list[float]
@@ -94,21 +94,27 @@ def _measure(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float]:
     return psnr(original, decoded), ms_ssim(original, decoded)
 
 
-def curve_name(model: LoadedModel, prior: str, refine: int = 0, allocation: str = "uniform") -> str:
+def curve_name(model: LoadedModel, prior: str, refine: int = 0, allocation: str = "uniform",
+               rate_control: bool = False) -> str:
     """Our curve's name; "static" marks the static-prior curve of a model that has a conditional prior, "refine N"
-    files made with N steps of encoder-side refinement, "adaptive" files with per-position token counts."""
+    files made with N steps of encoder-side refinement, "adaptive" files with per-position token counts, "at bpp
+    targets" files made by rate control (codec.encode_at_rate)."""
     return (f"leechcodec {model.model_id}" + (" static prior" if prior == "static" and model.context else "")
-            + (f" refine {refine}" if refine else "") + (" adaptive" if allocation == "adaptive" else ""))
+            + (f" refine {refine}" if refine else "") + (" adaptive" if allocation == "adaptive" else "")
+            + (" at bpp targets" if rate_control else ""))
 
 
-def eval_leechcodec(model: LoadedModel, images, qualities: list[int], workdir: Path, progress=None,
-                    prior: str = "auto", refine: int = 0, allocation: str = "auto") -> list[Row]:
+def eval_leechcodec(model: LoadedModel, images, qualities: list, workdir: Path, progress=None,
+                    prior: str = "auto", refine: int = 0, allocation: str = "auto",
+                    rate_control: bool = False) -> list[Row]:
+    """One row per image and quality level; with rate_control, ``qualities`` are bpp targets instead."""
     allocation = resolve_allocation(model, prior, allocation)
     rows = []
     for q in qualities:
         for name, rgb in images:
             t0 = time.perf_counter()
-            enc = encode_image(model, rgb, q, prior, refine, allocation)
+            enc = (encode_at_rate(model, rgb, q, prior, allocation) if rate_control
+                   else encode_image(model, rgb, q, prior, refine, allocation))
             path = workdir / f"{Path(name).stem}-q{q}-{prior}-{allocation}.lsq"
             path.write_bytes(enc.data)
             t1 = time.perf_counter()
@@ -117,8 +123,8 @@ def eval_leechcodec(model: LoadedModel, images, qualities: list[int], workdir: P
             decoded = decode_indices(m, indices, header.height, header.width, gains)
             t2 = time.perf_counter()
             p, s = _measure(rgb, decoded)
-            rows.append(Row(curve_name(model, prior, refine, allocation), q, name, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]),
-                            p, s, t1 - t0, t2 - t1))
+            rows.append(Row(curve_name(model, prior, refine, allocation, rate_control), q, name,
+                            8 * len(data) / (rgb.shape[0] * rgb.shape[1]), p, s, t1 - t0, t2 - t1))
             if progress:
                 progress()
     return rows
@@ -238,18 +244,26 @@ def plot(curves: list[Curve], anchors: list[Curve], path: Path, log_rate: bool =
 
 def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[str], json_out: Path | None,
         csv_out: Path | None, plot_out: Path | None, log_rate: bool = False, echo=print, prior: str = "auto",
-        refine: int = 0, allocation: str = "auto") -> dict:
+        refine: int = 0, allocation: str = "auto", bpp_targets: list[float] | None = None) -> dict:
     """The whole evaluation; returns the JSON-able result. With a conditional prior (prior "auto" on a model that
     has one), uniform allocation and no refinement, the same model with its static prior is measured too, as a
     comparison curve; with adaptive allocation (the default "auto" resolves to it where the model allows:
     codec.resolve_allocation), the same model with uniform allocation instead, at the quality levels where the two
-    differ (above the subspace count). refine, allocation: encoder settings for our files (codec.encode_image)."""
+    differ (above the subspace count). refine, allocation: encoder settings for our files (codec.encode_image).
+    bpp_targets: measure rate-controlled files at these targets (codec.encode_at_rate) instead of the quality
+    levels, with uniform allocation beside adaptive."""
     from tqdm import tqdm
 
     allocation = resolve_allocation(model, prior, allocation)
-    roomy = [q for q in qualities if model.groups_for(q) > model.config.subspaces]  # where adaptive files differ
-    if not roomy:
-        allocation = "uniform"  # an adaptive file without room is the uniform file
+    rate_control = bpp_targets is not None
+    if rate_control:
+        if refine:
+            raise ValueError("bpp targets cannot be combined with refinement")
+        qualities = roomy = list(bpp_targets)
+    else:
+        roomy = [q for q in qualities if model.groups_for(q) > model.config.subspaces]  # where adaptive differs
+        if not roomy:
+            allocation = "uniform"  # an adaptive file without room is the uniform file
     images = find_images(folder)
     codecs = []
     for c in compare:
@@ -269,19 +283,21 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
     bar = tqdm(total=total, desc="eval", unit="img", leave=False)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [r for pr, rf, al, qs in variants
-                for r in eval_leechcodec(model, images, qs, Path(tmp), bar.update, pr, rf, al)]
+                for r in eval_leechcodec(model, images, qs, Path(tmp), bar.update, pr, rf, al, rate_control)]
     for c in codecs:
         rows += eval_classic(c, images, bar.update)
     bar.close()
-    ours_name = curve_name(model, prior, refine, allocation)
+    ours_name = curve_name(model, prior, refine, allocation, rate_control)
     conditional = model.context is not None and prior != "static"
     desc = {curve_name(model, "static"): "the same model and files with the static prior (format 1)",
-            curve_name(model, prior, refine): "the same model with uniform allocation",
+            curve_name(model, prior, refine, rate_control=rate_control): "the same model with uniform allocation",
             ours_name: f"Λ24-SQ, stride {model.config.stride}, real .lsq files"
                        + (", conditional prior (format 2)" if conditional and allocation == "uniform" else "")
                        + (", conditional prior, per-position token counts (format 3)" if allocation == "adaptive"
                           else "")
-                       + (f", {refine} steps of encoder-side latent refinement" if refine else ""),
+                       + (f", {refine} steps of encoder-side latent refinement" if refine else "")
+                       + (", rate control: per image the largest file within each bpp target (quality = target)"
+                          if rate_control else ""),
             "jpeg": "Pillow JPEG 4:2:0", "webp": "Pillow WebP", "avif": "Pillow AVIF 4:4:4", "jxl": "JPEG XL"}
     curves = curves_from_rows(rows, desc)
     anchors = load_anchors()

@@ -1,0 +1,101 @@
+"""Rate control (``encode --bpp``, ``codec.encode_at_rate``): the largest file within a bpp target, for uniform and
+adaptive allocation, its edges and errors, on the shipped default model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import leechcodec
+from leechcodec import allocation as alloc
+from leechcodec.cli import main
+from leechcodec.codec import encode_at_rate, encode_image, parse
+
+
+def _bpp_of(size: int, photo: np.ndarray) -> float:
+    return 8 * size / (photo.shape[0] * photo.shape[1])
+
+
+def test_uniform_rate_control_picks_the_largest_token_count_that_fits(default_model, photo):
+    sizes = [len(encode_image(default_model, photo, q, allocation="uniform").data) for q in (3, 4)]
+    assert default_model.groups_for(3) == 3 and default_model.groups_for(4) == 4
+    for target, k in ((sizes[0], 3), (sizes[1] - 1, 3), (sizes[1], 4)):
+        enc = encode_at_rate(default_model, photo, _bpp_of(target, photo), allocation="uniform")
+        assert enc.indices.shape[0] == k and enc.token_counts == "uniform"
+        assert enc.data == encode_image(default_model, photo, k, allocation="uniform").data  # q = k here
+
+
+def test_adaptive_rate_control_fits_the_target_and_spends_more_than_uniform(default_model, photo):
+    s, g = default_model.config.subspaces, default_model.config.groups
+    low, high = (len(encode_image(default_model, photo, q, allocation="uniform").data)
+                 for q in (default_model.groups_for(s), default_model.qualities))
+    sizes = []
+    for frac in (0.3, 0.6):
+        target = _bpp_of(low + frac * (high - low), photo)
+        enc = encode_at_rate(default_model, photo, target)  # the default allocation: adaptive
+        assert enc.bpp <= target and len(enc.data) > low, (enc.bpp, target)
+        counts = alloc.counts_of(enc.indices)
+        assert counts.min() >= s and counts.max() <= g and enc.token_counts == "adaptive"
+        assert s < enc.mean_tokens < g
+        header, _, indices, gains = parse(enc.data)  # a real file: exact round trip
+        assert header.version == 3 and (indices == enc.indices).all() and (gains == enc.gains).all()
+        sizes.append(len(enc.data))
+    assert sizes[0] < sizes[1]
+    # the uniform file of the same target holds a whole number of tokens per position: no more bytes
+    uniform = encode_at_rate(default_model, photo, _bpp_of(low + 0.6 * (high - low), photo), allocation="uniform")
+    assert len(uniform.data) <= sizes[1]
+
+
+def test_rate_control_edges_and_errors(default_model, photo):
+    everything = encode_image(default_model, photo, default_model.qualities, allocation="uniform")
+    for allocation in ("uniform", "adaptive"):
+        assert encode_at_rate(default_model, photo, 100.0, allocation=allocation).data == everything.data
+    # below S tokens per position the adaptive encoder falls back to the uniform files
+    one = encode_image(default_model, photo, 1)
+    assert encode_at_rate(default_model, photo, one.bpp).data == one.data
+    with pytest.raises(ValueError, match="below the smallest file"):
+        encode_at_rate(default_model, photo, 0.9 * one.bpp)
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "0.3"):
+        with pytest.raises(ValueError, match="positive number"):
+            encode_at_rate(default_model, photo, bad)
+    with pytest.raises(ValueError, match="conditional prior"):
+        encode_at_rate(default_model, photo, 1.0, prior="static", allocation="adaptive")
+    with pytest.raises(ValueError, match="cannot be combined"):
+        leechcodec.compress(photo, bpp=1.0, refine=2)
+    assert leechcodec.compress(photo, bpp=100.0) == everything.data
+
+
+def test_cli_encode_and_eval_with_a_bpp_target(tmp_path, photo):
+    png = tmp_path / "p.png"
+    Image.fromarray(photo).save(png)
+    r = CliRunner().invoke(main, ["encode", str(png), "--bpp", "1.5"])
+    assert r.exit_code == 0 and "target 1.5 bpp" in r.output and "tokens per position" in r.output, r.output
+    assert _bpp_of(png.with_suffix(".lsq").stat().st_size, photo) <= 1.5
+    for args, message in ((["--bpp", "1.5", "-q", "2"], "replaces -q"), (["--bpp", "1.5", "--refine", "2"],
+                                                                         "cannot be combined"),
+                          (["--bpp", "0"], "positive number"), (["--bpp", "0.001"], "below the smallest file")):
+        r = CliRunner().invoke(main, ["encode", str(png), "-o", str(tmp_path / "x.lsq"), *args])
+        assert r.exit_code == 1 and r.output.startswith("leechcodec: error:") and message in r.output, r.output
+        assert not (tmp_path / "x.lsq").exists()
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    Image.fromarray(np.ascontiguousarray(photo[::-1])).save(folder / "b.png")
+    r = CliRunner().invoke(main, ["eval", str(folder), "--bpp", "1.2,1.6", "--compare", "", "--json",
+                                  str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["name"].endswith("adaptive at bpp targets") and result["results"]["quality"] == [1.2, 1.6]
+    assert [c["name"] for c in result["comparisons"]] == [result["name"].replace(" adaptive", "")]
+    for row in result["per_image"]:
+        assert row["bpp"] <= row["quality"]
+    for args, message in ((["--bpp", "0.3", "--update-registry"], "--update-registry"),
+                          (["--bpp", "0.3", "-q", "2"], "replaces -q"), (["--bpp", "x"], "comma list"),
+                          (["--bpp", "-1"], "positive")):
+        r = CliRunner().invoke(main, ["eval", str(folder), "--compare", "", *args])
+        assert r.exit_code == 1 and r.output.startswith("leechcodec: error:") and message in r.output, r.output
