@@ -85,7 +85,7 @@ def main() -> None:
 @click.option("-q", "--quality", type=int, default=None, help="quality level 1..N, lowest rate first")
 @click.option("--bpp", type=float, default=None,
               help="rate control instead of -q: the largest file of at most this many bits per pixel (adaptive "
-                   "allocation makes the mean token count continuous; a few seconds per 768x512 image)")
+                   "allocation makes the mean token count continuous; costs a few extra entropy-coding passes)")
 @click.option("-m", "--model", "model_id", default=None, help="model id (default: the shipped default)")
 @PRIOR_OPTION
 @REFINE_OPTION
