@@ -67,6 +67,13 @@ def present_mask(counts: np.ndarray, k: int) -> np.ndarray:
     return np.arange(k)[:, None, None] < counts[None]
 
 
+def keep_counts(tokens: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """All G tokens [G, h, w] (indices or gain symbols) and counts [h, w] → [k, h, w], k = counts.max(): each
+    position's first n tokens, ABSENT after them."""
+    k = int(counts.max())
+    return np.where(present_mask(counts, k), tokens[:k], ABSENT)
+
+
 def encode_counts(counts: np.ndarray, k: int) -> np.ndarray:
     """counts [h, w] in [1, k] → uint32 words: ⌈k/2⌉ words of uint16 frequencies of n = 1..k, then the range-coded
     map in raster order."""

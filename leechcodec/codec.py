@@ -165,14 +165,13 @@ def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None
         indices, gains, errors = model.net.encode_all_with_errors(x)
         costs = _token_costs(model, indices[0].numpy(), gains[0].numpy())
         counts = alloc.allocate(errors.numpy(), costs, costs[groups].sum(), min(groups, model.config.subspaces))
-        k = int(counts.max())
-        present = alloc.present_mask(counts, k)
         if refine:  # the counts stay those of the plain tokens; refinement picks better tokens under them
-            r = refine_tokens(model.net, x, k, refine, present=torch.from_numpy(present)[None])
+            k = int(counts.max())
+            present = torch.from_numpy(alloc.present_mask(counts, k))[None]
+            r = refine_tokens(model.net, x, k, refine, present=present)
             return encode_indices(model, r.indices[0].numpy(), *rgb.shape[:2], prior, r.gains[0].numpy())
-        indices = np.where(present, indices[0, :k].numpy(), alloc.ABSENT)
-        gains = np.where(present, gains[0, :k].numpy(), alloc.ABSENT)
-        return encode_indices(model, indices, *rgb.shape[:2], prior, gains)
+        return encode_indices(model, alloc.keep_counts(indices[0].numpy(), counts), *rgb.shape[:2], prior,
+                              alloc.keep_counts(gains[0].numpy(), counts))
     if refine:
         indices, gains = refine_tokens(model.net, x, groups, refine)[:2]
     else:
@@ -222,7 +221,7 @@ def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, prior: str =
                              f"({uniform_file(1).bpp:.4f} bpp with one token per position)")
         return best
 
-    costs = _token_costs(model, indices, gains)
+    costs, errors = _token_costs(model, indices, gains), errors.numpy()
     b_max = costs[g].sum()  # every token everywhere
     aim = max_bytes * (1 - _RATE_TOLERANCE / 2)  # interpolate towards a size inside the tolerance
     b_lo, size_lo = costs[s].sum(), len(best.data)  # S tokens everywhere: the uniform S file, which fits
@@ -230,11 +229,9 @@ def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, prior: str =
     budget = b_lo * aim / size_lo
     for _ in range(_RATE_STEPS):
         budget = min(budget, b_max)
-        counts = alloc.allocate(errors.numpy(), costs, budget, s)
-        present = alloc.present_mask(counts, int(counts.max()))
-        n = present.shape[0]
-        enc = encode_indices(model, np.where(present, indices[:n], alloc.ABSENT), height, width, prior,
-                             np.where(present, gains[:n], alloc.ABSENT))
+        counts = alloc.allocate(errors, costs, budget, s)
+        enc = encode_indices(model, alloc.keep_counts(indices, counts), height, width, prior,
+                             alloc.keep_counts(gains, counts))
         size = len(enc.data)
         if size <= max_bytes:
             best = enc if size > len(best.data) else best
