@@ -1,9 +1,11 @@
 """Per-position token counts (format 3): the encoder's rate allocation and the count map's stream.
 
 A uniform file keeps the same k leading tokens at every latent position. An adaptive file keeps n(y, x) leading
-tokens at position (y, x), 1 ≤ n ≤ k (the codec keeps at least the model's S first-stage tokens): more where they
-remove more error, fewer in flat areas, at about the cost of the quality level's uniform file. Absent tokens are −1 in the index and gain arrays everywhere in the codec; the
-decoder sees zeros for them, as it did in training for the groups dropped by the ordered-group rate control.
+tokens at position (y, x), 1 ≤ n ≤ G: more where they remove more error, fewer in flat areas, at about the cost of
+the quality level's uniform file. A residual-stage model may keep fewer than its S first-stage tokens somewhere
+(its missing subspaces are zeros there, as at the quality levels below S in training). Absent tokens are −1 in the
+index and gain arrays everywhere in the codec; the decoder sees zeros for them, as it did in training for the groups
+dropped by the ordered-group rate control.
 
 Invariant (checked by ``counts_of``): presence is a prefix — token g is present at a position exactly when g < n
 there. So a residual stage's context (an earlier token of the same position) is always present when it is, and the

@@ -65,7 +65,7 @@ ALLOCATION_OPTION = click.option("--allocation", type=click.Choice(["auto", "uni
                                  default="auto", show_default=True,
                                  help="uniform: the quality level's tokens at every position; adaptive: the same "
                                       "mean, spent where they remove more error (format 3; gain-shape models with a "
-                                      "conditional prior, from quality levels above the model's subspace count); "
+                                      "conditional prior, above quality 1); "
                                       "auto = adaptive where the model and --prior allow it")
 DEVICE_OPTION = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
                              show_default=True, help="where the network runs")

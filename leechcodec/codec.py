@@ -85,8 +85,8 @@ def adaptive_supported(model: LoadedModel, prior: str = "auto") -> bool:
 
 
 def resolve_allocation(model: LoadedModel, prior: str = "auto", allocation: str = "auto") -> str:
-    """Allocation "auto" → "adaptive" where ``adaptive_supported``, else "uniform"; the others unchanged (validated). At or
-    below the model's subspace count an adaptive file holds the uniform tokens and is written as the uniform file."""
+    """Allocation "auto" → "adaptive" where ``adaptive_supported``, else "uniform"; the others unchanged (validated). At
+    quality 1 (one token per position) an adaptive file holds the uniform tokens and is written as the uniform file."""
     if allocation not in ALLOCATIONS:
         raise ValueError(f"unknown allocation {allocation!r}: valid allocations are {', '.join(ALLOCATIONS)}")
     if allocation == "auto":
@@ -164,7 +164,7 @@ def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None
         _check_adaptive(model, prior)
         indices, gains, errors = model.net.encode_all_with_errors(x)
         costs = _token_costs(model, indices[0].numpy(), gains[0].numpy())
-        counts = alloc.allocate(errors.numpy(), costs, costs[groups].sum(), min(groups, model.config.subspaces))
+        counts = alloc.allocate(errors.numpy(), costs, costs[groups].sum())
         if refine:  # the counts stay those of the plain tokens; refinement picks better tokens under them
             k = int(counts.max())
             present = torch.from_numpy(alloc.present_mask(counts, k))[None]
@@ -186,18 +186,17 @@ def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, prior: str =
 
     Uniform allocation takes the largest token count k, any of 1..G (not only the quality levels'), whose file fits
     (binary search: file sizes grow with k, since each file's tokens are a prefix of the next one's). Adaptive
-    allocation makes the mean token count continuous between S and G: it searches the allocation's static-cost
-    budget for the largest file that fits (secant steps through the origin until the target is bracketed, then
-    false position; at most ``_RATE_STEPS`` files, stopping within ``_RATE_TOLERANCE`` of the target). Where even S
-    tokens per position are over the target it falls back to the uniform files below S. ValueError when one token per
-    position is over the target."""
+    allocation makes the mean token count continuous between 1 and G: it searches the allocation's static-cost
+    budget for the largest file that fits (secant steps through the origin from the one-token file until the target
+    is bracketed, then false position; at most ``_RATE_STEPS`` files, stopping within ``_RATE_TOLERANCE`` of the
+    target). ValueError when one token per position is over the target."""
     if isinstance(bpp, bool) or not isinstance(bpp, int | float) or not math.isfinite(bpp) or bpp <= 0:
         raise ValueError(f"the bpp target must be a positive number, not {bpp!r}")
     allocation = resolve_allocation(model, prior, allocation)
     height, width = rgb.shape[:2]
     max_bytes = math.floor(bpp * height * width / 8 + 1e-6)  # a target of 8·size/pixels admits that size
     x = _to_tensor(rgb, model.config.stride, next(model.net.parameters()).device)
-    g, s = model.config.groups, model.config.subspaces
+    g = model.config.groups
     if allocation == "adaptive":
         _check_adaptive(model, prior)
         indices, gains, errors = model.net.encode_all_with_errors(x)
@@ -209,27 +208,27 @@ def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, prior: str =
     def uniform_file(k: int) -> Encoded:
         return encode_indices(model, indices[:k], height, width, prior, None if gains is None else gains[:k])
 
-    best = uniform_file(s) if allocation == "adaptive" else None
-    if best is None or len(best.data) > max_bytes:
-        lo, hi, best = 1, (s - 1 if best is not None else g), None  # the largest fitting k lies in [lo - 1, hi]
+    best = uniform_file(1)  # the smallest file either allocation writes
+    if len(best.data) > max_bytes:
+        raise ValueError(f"{bpp} bpp is below the smallest file of model {model.model_id} for this image "
+                         f"({best.bpp:.4f} bpp with one token per position)")
+    if allocation == "uniform":
+        lo, hi = 2, g  # the largest fitting k lies in [lo - 1, hi]
         while lo <= hi:
             mid = (lo + hi) // 2
             enc = uniform_file(mid)
             lo, hi, best = (mid + 1, hi, enc) if len(enc.data) <= max_bytes else (lo, mid - 1, best)
-        if best is None:
-            raise ValueError(f"{bpp} bpp is below the smallest file of model {model.model_id} for this image "
-                             f"({uniform_file(1).bpp:.4f} bpp with one token per position)")
         return best
 
     costs, errors = _token_costs(model, indices, gains), errors.numpy()
     b_max = costs[g].sum()  # every token everywhere
     aim = max_bytes * (1 - _RATE_TOLERANCE / 2)  # interpolate towards a size inside the tolerance
-    b_lo, size_lo = costs[s].sum(), len(best.data)  # S tokens everywhere: the uniform S file, which fits
+    b_lo, size_lo = costs[1].sum(), len(best.data)  # one token everywhere: the uniform one-token file, which fits
     b_hi = size_hi = None
     budget = b_lo * aim / size_lo
     for _ in range(_RATE_STEPS):
         budget = min(budget, b_max)
-        counts = alloc.allocate(errors, costs, budget, s)
+        counts = alloc.allocate(errors, costs, budget)
         enc = encode_indices(model, alloc.keep_counts(indices, counts), height, width, prior,
                              alloc.keep_counts(gains, counts))
         size = len(enc.data)

@@ -249,7 +249,7 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
     has one), uniform allocation and no refinement, the same model with its static prior is measured too, as a
     comparison curve; with adaptive allocation (the default "auto" resolves to it where the model allows:
     codec.resolve_allocation), the same model with uniform allocation instead, at the quality levels where the two
-    differ (above the subspace count). refine, allocation: encoder settings for our files (codec.encode_image).
+    differ (above quality 1). refine, allocation: encoder settings for our files (codec.encode_image).
     bpp_targets: measure rate-controlled files at these targets (codec.encode_at_rate) instead of the quality
     levels, with uniform allocation beside adaptive."""
     from tqdm import tqdm
@@ -261,7 +261,7 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
             raise ValueError("bpp targets cannot be combined with refinement")
         qualities = roomy = list(bpp_targets)
     else:
-        roomy = [q for q in qualities if model.groups_for(q) > model.config.subspaces]  # where adaptive differs
+        roomy = [q for q in qualities if model.groups_for(q) > 1]  # where adaptive differs
         if not roomy:
             allocation = "uniform"  # an adaptive file without room is the uniform file
     images = find_images(folder)

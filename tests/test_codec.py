@@ -16,9 +16,9 @@ from leechcodec.metrics import psnr
 
 
 def test_decompress_equals_model_decode_bit_for_bit(default_model, photo):
-    data = leechcodec.compress(photo, quality=2)
+    data = leechcodec.compress(photo, quality=2, allocation="uniform")  # adaptive files: test_allocation.py
     out = np.asarray(leechcodec.decompress(data))
-    enc = encode_image(default_model, photo, 2)
+    enc = encode_image(default_model, photo, 2, allocation="uniform")
     assert enc.data == data  # encoding is deterministic
     _, _, indices, gains = parse(data)
     assert (indices == enc.indices).all()  # the decoder recovers the encoder's indices exactly

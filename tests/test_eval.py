@@ -30,13 +30,13 @@ def dataset(tmp_path, photo):
 
 def test_eval_command_writes_json_csv_and_plot(dataset, tmp_path):
     out = {k: tmp_path / f"r.{k}" for k in ("json", "csv", "png")}
-    r = CliRunner().invoke(main, ["eval", str(dataset), "-q", "2", "--compare", "jpeg", "--json", str(out["json"]),
+    r = CliRunner().invoke(main, ["eval", str(dataset), "-q", "1", "--compare", "jpeg", "--json", str(out["json"]),
                                   "--csv", str(out["csv"]), "--plot", str(out["png"])])
     assert r.exit_code == 0, r.output
     data = json.loads(out["json"].read_text())
     assert data["name"].startswith("leechcodec") and data["images"] == 2
     res = data["results"]
-    assert res["quality"] == [2] and len(res["bpp"]) == 1 and res["psnr-rgb"][0] > 10
+    assert res["quality"] == [1] and len(res["bpp"]) == 1 and res["psnr-rgb"][0] > 10
     model = leechcodec.load_model()
     static = [f"leechcodec {model.model_id} static prior"] if model.context is not None else []
     assert [c["name"] for c in data["comparisons"]] == static + ["jpeg"]  # the static-prior curve, when it differs

@@ -39,7 +39,7 @@ def test_adaptive_rate_control_fits_the_target_and_spends_more_than_uniform(defa
         enc = encode_at_rate(default_model, photo, target)  # the default allocation: adaptive
         assert enc.bpp <= target and len(enc.data) > low, (enc.bpp, target)
         counts = alloc.counts_of(enc.indices)
-        assert counts.min() >= s and counts.max() <= g and enc.token_counts == "adaptive"
+        assert counts.min() >= 1 and counts.max() <= g and enc.token_counts == "adaptive"
         assert s < enc.mean_tokens < g
         header, _, indices, gains = parse(enc.data)  # a real file: exact round trip
         assert header.version == 3 and (indices == enc.indices).all() and (gains == enc.gains).all()
@@ -54,9 +54,19 @@ def test_rate_control_edges_and_errors(default_model, photo):
     everything = encode_image(default_model, photo, default_model.qualities, allocation="uniform")
     for allocation in ("uniform", "adaptive"):
         assert encode_at_rate(default_model, photo, 100.0, allocation=allocation).data == everything.data
-    # below S tokens per position the adaptive encoder falls back to the uniform files
+    # the one-token file is the smallest; the adaptive search starts from it
     one = encode_image(default_model, photo, 1)
     assert encode_at_rate(default_model, photo, one.bpp).data == one.data
+    # below S tokens per position the adaptive files still spread the tokens unevenly (some first-stage tokens
+    # absent) and fill the target at least as well as the uniform whole token counts
+    s = default_model.config.subspaces
+    low, high = (len(encode_image(default_model, photo, q, allocation="uniform").data) for q in (2, s))
+    target = _bpp_of((low + high) // 2, photo)
+    adaptive, uniform = (encode_at_rate(default_model, photo, target, allocation=a) for a in ("adaptive", "uniform"))
+    counts = alloc.counts_of(adaptive.indices)
+    assert counts.min() < s and 2 < adaptive.mean_tokens < s and adaptive.token_counts == "adaptive"
+    assert len(uniform.data) <= len(adaptive.data) and adaptive.bpp <= target
+    assert (parse(adaptive.data)[2] == adaptive.indices).all()
     with pytest.raises(ValueError, match="below the smallest file"):
         encode_at_rate(default_model, photo, 0.9 * one.bpp)
     for bad in (0, -1.0, float("nan"), float("inf"), True, "0.3"):
