@@ -58,9 +58,9 @@ PRIOR_OPTION = click.option("--prior", type=click.Choice(["auto", "conditional",
                             help="entropy model: conditional (format 2), static (format 1), auto = conditional when "
                                  "the model has one")
 REFINE_OPTION = click.option("--refine", type=click.IntRange(min=0), default=0, show_default=True,
-                             help="steps of encoder-side latent refinement: same token count and format, lower "
-                                  "distortion, about 0.35 s per step for a 768x512 image on 2 CPU cores (25 is a good "
-                                  "choice; 0 = off)")
+                             help="steps of encoder-side latent refinement: same token count (with --bpp: within "
+                                  "the target) and format, lower distortion, about 0.35 s per step for a 768x512 "
+                                  "image on 2 CPU cores (25 is a good choice; 0 = off)")
 ALLOCATION_OPTION = click.option("--allocation", type=click.Choice(["auto", "uniform", "adaptive"]),
                                  default="auto", show_default=True,
                                  help="uniform: the quality level's tokens at every position; adaptive: the same "
@@ -99,8 +99,8 @@ def encode(input: Path, output: Path | None, quality: int | None, bpp: float | N
     from leechcodec.imageio import ImageError, read_image, write_atomic
     from leechcodec.zoo import load_model
 
-    if bpp is not None and (quality is not None or refine):
-        raise UserError("--bpp replaces -q and cannot be combined with --refine")
+    if bpp is not None and quality is not None:
+        raise UserError("--bpp replaces -q")
     output = output or input.with_suffix(".lsq")
     _check_output(output, force)
     try:
@@ -109,12 +109,12 @@ def encode(input: Path, output: Path | None, quality: int | None, bpp: float | N
         if bpp is None:
             enc = encode_image(model, rgb, quality, prior, refine, allocation)
         else:
-            enc = encode_at_rate(model, rgb, bpp, prior, allocation)
+            enc = encode_at_rate(model, rgb, bpp, prior, allocation, refine)
     except (ImageError, ValueError) as e:
         raise UserError(f"{input}: {e}" if isinstance(e, ImageError) else str(e)) from None
     write_atomic(output, enc.data)
     setting = (f"quality {quality or model.meta.get('default_quality')}" if bpp is None
-               else f"target {bpp:g} bpp, {enc.mean_tokens:.2f} tokens per position")
+               else f"target {bpp:g} bpp, {enc.mean_tokens:.2f} tokens per position") + (f", refine {refine}" if refine else "")
     click.echo(f"{output}: {len(enc.data)} bytes, {enc.width}x{enc.height}, {enc.bpp:.4f} bpp "
                f"(model {model.model_id}, {setting}, {enc.token_counts} token counts)")
 
@@ -214,8 +214,8 @@ def eval_command(dataset: Path, qualities: str, bpp_targets: str | None, model_i
     if update_registry and (refine or allocation != "auto" or prior != "auto" or bpp_targets is not None):
         raise UserError("--update-registry records the default encoder's numbers; drop --refine, --allocation, "
                         "--prior and --bpp")
-    if bpp_targets is not None and (qualities != "all" or refine):
-        raise UserError("--bpp replaces -q and cannot be combined with --refine")
+    if bpp_targets is not None and qualities != "all":
+        raise UserError("--bpp replaces -q")
     targets = None
     if bpp_targets is not None:
         try:

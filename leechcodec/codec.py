@@ -19,6 +19,7 @@ it (``resolve_allocation``) and uniform elsewhere. Instead of a quality level th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,10 +167,8 @@ def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None
         costs = _token_costs(model, indices[0].numpy(), gains[0].numpy())
         counts = alloc.allocate(errors.numpy(), costs, costs[groups].sum())
         if refine:  # the counts stay those of the plain tokens; refinement picks better tokens under them
-            k = int(counts.max())
-            present = torch.from_numpy(alloc.present_mask(counts, k))[None]
-            r = refine_tokens(model.net, x, k, refine, present=present)
-            return encode_indices(model, r.indices[0].numpy(), *rgb.shape[:2], prior, r.gains[0].numpy())
+            r_indices, r_gains = _refined_tokens(model, x, refine, counts)
+            return encode_indices(model, r_indices, *rgb.shape[:2], prior, r_gains)
         return encode_indices(model, alloc.keep_counts(indices[0].numpy(), counts), *rgb.shape[:2], prior,
                               alloc.keep_counts(gains[0].numpy(), counts))
     if refine:
@@ -181,17 +180,24 @@ def encode_image(model: LoadedModel, rgb: np.ndarray, quality: int | None = None
 
 
 def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, prior: str = "auto",
-                   allocation: str = "auto") -> Encoded:
+                   allocation: str = "auto", refine: int = 0) -> Encoded:
     """Rate control: the largest file of at most ``bpp`` bits per pixel, the whole file counted (header included).
 
     Uniform allocation takes the largest token count k, any of 1..G (not only the quality levels'), whose file fits
     (binary search: file sizes grow with k, since each file's tokens are a prefix of the next one's). Adaptive
     allocation makes the mean token count continuous between 1 and G: it searches the allocation's static-cost
-    budget for the largest file that fits (secant steps through the origin from the one-token file until the target
-    is bracketed, then false position; at most ``_RATE_STEPS`` files, stopping within ``_RATE_TOLERANCE`` of the
-    target). ValueError when one token per position is over the target."""
+    budget for the largest file that fits (``_largest_fitting``). ValueError when one token per position is over the
+    target.
+
+    refine: steps of encoder-side refinement (``refine``) of the plain search's tokens, under its token counts.
+    Refined tokens cost a few percent more bits; where their file is over the target, adaptive allocation drops the
+    refined tokens the allocation values least (a lower budget, counts never above the refined file's) until it fits.
+    Of the refined and plain files that fit, the one that decodes closer to the image is returned, so refinement
+    never makes the result worse."""
     if isinstance(bpp, bool) or not isinstance(bpp, int | float) or not math.isfinite(bpp) or bpp <= 0:
         raise ValueError(f"the bpp target must be a positive number, not {bpp!r}")
+    if refine < 0:
+        raise ValueError(f"refine must be 0 or more steps, not {refine}")
     allocation = resolve_allocation(model, prior, allocation)
     height, width = rgb.shape[:2]
     max_bytes = math.floor(bpp * height * width / 8 + 1e-6)  # a target of 8·size/pixels admits that size
@@ -205,10 +211,11 @@ def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, prior: str =
     indices = indices[0].numpy()
     gains = None if gains is None else gains[0].numpy()
 
-    def uniform_file(k: int) -> Encoded:
-        return encode_indices(model, indices[:k], height, width, prior, None if gains is None else gains[:k])
+    def file_of(tokens: np.ndarray, symbols: np.ndarray | None, counts: np.ndarray) -> Encoded:
+        return encode_indices(model, alloc.keep_counts(tokens, counts), height, width, prior,
+                              None if symbols is None else alloc.keep_counts(symbols, counts))
 
-    best = uniform_file(1)  # the smallest file either allocation writes
+    best = file_of(indices, gains, np.ones(indices.shape[1:], np.int64))  # the smallest file either allocation writes
     if len(best.data) > max_bytes:
         raise ValueError(f"{bpp} bpp is below the smallest file of model {model.model_id} for this image "
                          f"({best.bpp:.4f} bpp with one token per position)")
@@ -216,37 +223,79 @@ def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, prior: str =
         lo, hi = 2, g  # the largest fitting k lies in [lo - 1, hi]
         while lo <= hi:
             mid = (lo + hi) // 2
-            enc = uniform_file(mid)
+            enc = encode_indices(model, indices[:mid], height, width, prior, None if gains is None else gains[:mid])
             lo, hi, best = (mid + 1, hi, enc) if len(enc.data) <= max_bytes else (lo, mid - 1, best)
-        return best
+        if not refine:
+            return best
+        r_indices, r_gains = _refined_tokens(model, x, refine, np.full(indices.shape[1:], best.indices.shape[0]))
+        refined = encode_indices(model, r_indices, height, width, prior, r_gains)
+        return best if len(refined.data) > max_bytes else _closer(model, rgb, refined, best)
 
     costs, errors = _token_costs(model, indices, gains), errors.numpy()
-    b_max = costs[g].sum()  # every token everywhere
+    best, budget = _largest_fitting(lambda b: file_of(indices, gains, alloc.allocate(errors, costs, b)), max_bytes,
+                                    costs[g].sum(), best, lo=(costs[1].sum(), len(best.data)))
+    if not refine:
+        return best
+    counts = alloc.counts_of(best.indices)
+    r_indices, r_gains = _refined_tokens(model, x, refine, counts)
+    refined = encode_indices(model, r_indices, height, width, prior, r_gains)
+    if len(refined.data) > max_bytes:
+        refined = _largest_fitting(
+            lambda b: file_of(r_indices, r_gains, np.minimum(alloc.allocate(errors, costs, b), counts)), max_bytes,
+            budget, None, hi=(budget, len(refined.data)))[0]
+    return best if refined is None else _closer(model, rgb, refined, best)
+
+
+def _largest_fitting(file_at: Callable[[float], Encoded], max_bytes: int, b_max: float, best: Encoded | None,
+                     lo: tuple[float, int] | None = None, hi: tuple[float, int] | None = None
+                     ) -> tuple[Encoded | None, float]:
+    """The largest file within ``max_bytes`` that ``file_at(budget)`` writes for a budget ≤ b_max (file sizes grow
+    with the budget), and its budget. best: the largest fitting file known (None: none); lo, hi: (budget, size) of
+    a file known to fit / to be over (at least one of them). Secant steps through the origin until the target is
+    bracketed, then false position; at most ``_RATE_STEPS`` files, stopping within ``_RATE_TOLERANCE`` of the
+    target."""
     aim = max_bytes * (1 - _RATE_TOLERANCE / 2)  # interpolate towards a size inside the tolerance
-    b_lo, size_lo = costs[1].sum(), len(best.data)  # one token everywhere: the uniform one-token file, which fits
-    b_hi = size_hi = None
-    budget = b_lo * aim / size_lo
+    best_budget = lo[0] if lo is not None else -math.inf
+    budget = (lo or hi)[0] * aim / (lo or hi)[1]
     for _ in range(_RATE_STEPS):
         budget = min(budget, b_max)
-        counts = alloc.allocate(errors, costs, budget)
-        enc = encode_indices(model, alloc.keep_counts(indices, counts), height, width, prior,
-                             alloc.keep_counts(gains, counts))
+        enc = file_at(budget)
         size = len(enc.data)
         if size <= max_bytes:
-            best = enc if size > len(best.data) else best
+            if best is None or size > len(best.data):
+                best, best_budget = enc, budget
             if budget >= b_max:
-                break  # the whole file fits
-            b_lo, size_lo = budget, size
+                break  # the largest file fits
+            lo = (budget, size)
         else:
-            b_hi, size_hi = budget, size
-        if len(best.data) >= (1 - _RATE_TOLERANCE) * max_bytes or (b_hi is not None and b_hi - b_lo < 1):
+            hi = (budget, size)
+        if ((best is not None and len(best.data) >= (1 - _RATE_TOLERANCE) * max_bytes)
+                or (lo is not None and hi is not None and hi[0] - lo[0] < 1)):
             break
-        budget = (budget * aim / size if b_hi is None  # secant through the origin until bracketed
-                  else b_lo + (b_hi - b_lo) * (aim - size_lo) / (size_hi - size_lo))  # then false position
-    return best
+        budget = (budget * aim / size if lo is None or hi is None  # secant through the origin until bracketed
+                  else lo[0] + (hi[0] - lo[0]) * (aim - lo[1]) / (hi[1] - lo[1]))  # then false position
+    return best, best_budget
 
 
-_RATE_STEPS = 6  # adaptive files tried by encode_at_rate at most
+def _refined_tokens(model: LoadedModel, x: torch.Tensor, steps: int, counts: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``steps`` of refinement under the per-position token counts [h, w] → indices and gain symbols [k, h, w]
+    (k = counts.max(); −1 where absent)."""
+    k = int(counts.max())
+    present = None if (counts == k).all() else torch.from_numpy(alloc.present_mask(counts, k))[None]
+    r = refine_tokens(model.net, x, k, steps, present=present)
+    return r.indices[0].numpy(), None if r.gains is None else r.gains[0].numpy()
+
+
+def _closer(model: LoadedModel, rgb: np.ndarray, a: Encoded, b: Encoded) -> Encoded:
+    """Whichever of two files decodes closer to the image (squared error of the 8-bit output); b on a tie."""
+    def error(enc: Encoded) -> float:
+        decoded = decode_indices(model, enc.indices, enc.height, enc.width, enc.gains)
+        return float(np.sum((decoded.astype(np.float64) - rgb) ** 2))
+    return a if error(a) < error(b) else b
+
+
+_RATE_STEPS = 6  # files tried by one budget search of encode_at_rate at most
 _RATE_TOLERANCE = 0.005  # … which stops once a file fits within this fraction of the target
 
 
@@ -315,13 +364,13 @@ def compress(image, quality: int | None = None, model: str | None = None, device
     encoder-side latent refinement (slower encoding, the same token count and format, lower distortion, a few
     percent more bits; 0 = off); allocation: "auto" (adaptive where the model allows it), "uniform" or "adaptive"
     (the same mean token count spent where it removes the most latent error; format 3); bpp: instead of a quality
-    level, the largest file of at most this many bits per pixel (``encode_at_rate``; not with refinement)."""
+    level, the largest file of at most this many bits per pixel (``encode_at_rate``; with refinement too)."""
     loaded, rgb = load_model(model, device), read_image(image)
     if bpp is None:
         return encode_image(loaded, rgb, quality, prior, refine, allocation).data
-    if quality is not None or refine:
-        raise ValueError("a bpp target replaces the quality level and cannot be combined with refinement")
-    return encode_at_rate(loaded, rgb, bpp, prior, allocation).data
+    if quality is not None:
+        raise ValueError("a bpp target replaces the quality level")
+    return encode_at_rate(loaded, rgb, bpp, prior, allocation, refine).data
 
 
 def decompress(data: bytes, device: str = "cpu") -> Image.Image:

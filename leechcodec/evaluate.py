@@ -113,7 +113,7 @@ def eval_leechcodec(model: LoadedModel, images, qualities: list, workdir: Path, 
     for q in qualities:
         for name, rgb in images:
             t0 = time.perf_counter()
-            enc = (encode_at_rate(model, rgb, q, prior, allocation) if rate_control
+            enc = (encode_at_rate(model, rgb, q, prior, allocation, refine) if rate_control
                    else encode_image(model, rgb, q, prior, refine, allocation))
             path = workdir / f"{Path(name).stem}-q{q}-{prior}-{allocation}.lsq"
             path.write_bytes(enc.data)
@@ -257,8 +257,6 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
     allocation = resolve_allocation(model, prior, allocation)
     rate_control = bpp_targets is not None
     if rate_control:
-        if refine:
-            raise ValueError("bpp targets cannot be combined with refinement")
         qualities = roomy = list(bpp_targets)
     else:
         roomy = [q for q in qualities if model.groups_for(q) > 1]  # where adaptive differs

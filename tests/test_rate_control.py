@@ -12,8 +12,9 @@ from PIL import Image
 
 import leechcodec
 from leechcodec import allocation as alloc
+from leechcodec import codec
 from leechcodec.cli import main
-from leechcodec.codec import encode_at_rate, encode_image, parse
+from leechcodec.codec import decode_indices, encode_at_rate, encode_image, encode_indices, parse
 
 
 def _bpp_of(size: int, photo: np.ndarray) -> float:
@@ -74,9 +75,42 @@ def test_rate_control_edges_and_errors(default_model, photo):
             encode_at_rate(default_model, photo, bad)
     with pytest.raises(ValueError, match="conditional prior"):
         encode_at_rate(default_model, photo, 1.0, prior="static", allocation="adaptive")
-    with pytest.raises(ValueError, match="cannot be combined"):
-        leechcodec.compress(photo, bpp=1.0, refine=2)
+    with pytest.raises(ValueError, match="replaces the quality level"):
+        leechcodec.compress(photo, quality=2, bpp=1.0)
+    with pytest.raises(ValueError, match="refine"):
+        encode_at_rate(default_model, photo, 1.0, refine=-1)
     assert leechcodec.compress(photo, bpp=100.0) == everything.data
+
+
+def _error(model, enc, photo) -> float:
+    """Squared error of the file's decoded 8-bit image."""
+    decoded = decode_indices(model, enc.indices, enc.height, enc.width, enc.gains)
+    return float(np.sum((decoded.astype(np.float64) - photo) ** 2))
+
+
+def test_refined_rate_control_fits_trims_and_never_loses_to_the_plain_file(default_model, photo):
+    s = default_model.config.subspaces
+    low, high = (len(encode_image(default_model, photo, q, allocation="uniform").data)
+                 for q in (default_model.groups_for(s), default_model.qualities))
+    target = _bpp_of(low + 0.35 * (high - low), photo)
+    plain = encode_at_rate(default_model, photo, target)
+    counts = alloc.counts_of(plain.indices)
+    # precondition (fixed weights and image): the refined tokens under the plain file's counts are over the target,
+    # so the refined file has to drop tokens
+    x = codec._to_tensor(photo, default_model.config.stride, "cpu")
+    r_indices, r_gains = codec._refined_tokens(default_model, x, 6, counts)
+    untrimmed = encode_indices(default_model, r_indices, *photo.shape[:2], gains=r_gains)
+    assert untrimmed.bpp > target, (untrimmed.bpp, target)
+    refined = encode_at_rate(default_model, photo, target, refine=6)
+    assert refined.bpp <= target and refined.data != plain.data  # trimmed, and still better than the plain file
+    assert (alloc.counts_of(refined.indices) <= counts).all() and refined.mean_tokens < plain.mean_tokens
+    assert _error(default_model, refined, photo) < _error(default_model, plain, photo)
+    header, _, indices, gains = parse(refined.data)
+    assert header.version == 3 and (indices == refined.indices).all() and (gains == refined.gains).all()
+    # uniform: the same whole token count, refined when that file fits, never worse than the plain one
+    plain_u, refined_u = (encode_at_rate(default_model, photo, target, allocation="uniform", refine=r) for r in (0, 6))
+    assert refined_u.bpp <= target and refined_u.indices.shape == plain_u.indices.shape
+    assert _error(default_model, refined_u, photo) <= _error(default_model, plain_u, photo)
 
 
 def test_cli_encode_and_eval_with_a_bpp_target(tmp_path, photo):
@@ -85,9 +119,11 @@ def test_cli_encode_and_eval_with_a_bpp_target(tmp_path, photo):
     r = CliRunner().invoke(main, ["encode", str(png), "--bpp", "1.5"])
     assert r.exit_code == 0 and "target 1.5 bpp" in r.output and "tokens per position" in r.output, r.output
     assert _bpp_of(png.with_suffix(".lsq").stat().st_size, photo) <= 1.5
-    for args, message in ((["--bpp", "1.5", "-q", "2"], "replaces -q"), (["--bpp", "1.5", "--refine", "2"],
-                                                                         "cannot be combined"),
-                          (["--bpp", "0"], "positive number"), (["--bpp", "0.001"], "below the smallest file")):
+    r = CliRunner().invoke(main, ["encode", str(png), "--bpp", "1.5", "--refine", "2", "-f"])
+    assert r.exit_code == 0 and "target 1.5 bpp" in r.output and "refine 2" in r.output, r.output
+    assert _bpp_of(png.with_suffix(".lsq").stat().st_size, photo) <= 1.5
+    for args, message in ((["--bpp", "1.5", "-q", "2"], "replaces -q"), (["--bpp", "0"], "positive number"),
+                          (["--bpp", "0.001"], "below the smallest file")):
         r = CliRunner().invoke(main, ["encode", str(png), "-o", str(tmp_path / "x.lsq"), *args])
         assert r.exit_code == 1 and r.output.startswith("leechcodec: error:") and message in r.output, r.output
         assert not (tmp_path / "x.lsq").exists()
@@ -104,6 +140,12 @@ def test_cli_encode_and_eval_with_a_bpp_target(tmp_path, photo):
     assert [c["name"] for c in result["comparisons"]] == [result["name"].replace(" adaptive", "")]
     for row in result["per_image"]:
         assert row["bpp"] <= row["quality"]
+    r = CliRunner().invoke(main, ["eval", str(folder), "--bpp", "1.4", "--refine", "2", "--compare", "", "--json",
+                                  str(tmp_path / "r2.json")])
+    assert r.exit_code == 0, r.output
+    result = json.loads((tmp_path / "r2.json").read_text())
+    assert result["name"].endswith("refine 2 adaptive at bpp targets") and result["results"]["quality"] == [1.4]
+    assert all(row["bpp"] <= 1.4 for row in result["per_image"]) and len(result["per_image"]) == 4  # and uniform
     for args, message in ((["--bpp", "0.3", "--update-registry"], "--update-registry"),
                           (["--bpp", "0.3", "-q", "2"], "replaces -q"), (["--bpp", "x"], "comma list"),
                           (["--bpp", "-1"], "positive")):
