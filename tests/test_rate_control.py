@@ -92,15 +92,18 @@ def test_refined_rate_control_fits_trims_and_never_loses_to_the_plain_file(defau
     s = default_model.config.subspaces
     low, high = (len(encode_image(default_model, photo, q, allocation="uniform").data)
                  for q in (default_model.groups_for(s), default_model.qualities))
-    target = _bpp_of(low + 0.35 * (high - low), photo)
-    plain = encode_at_rate(default_model, photo, target)
-    counts = alloc.counts_of(plain.indices)
-    # precondition (fixed weights and image): the refined tokens under the plain file's counts are over the target,
-    # so the refined file has to drop tokens
     x = codec._to_tensor(photo, default_model.config.stride, "cpu")
-    r_indices, r_gains = codec._refined_tokens(default_model, x, 6, counts)
-    untrimmed = encode_indices(default_model, r_indices, *photo.shape[:2], gains=r_gains)
-    assert untrimmed.bpp > target, (untrimmed.bpp, target)
+    # a target where the refined tokens under the plain file's counts are over it, so the refined file has to drop
+    # tokens (refined tokens cost a few percent more bits; the files are whole 32-bit words, so not every target)
+    for frac in (0.35, 0.65, 0.2, 0.5, 0.8):
+        target = _bpp_of(low + frac * (high - low), photo)
+        plain = encode_at_rate(default_model, photo, target)
+        counts = alloc.counts_of(plain.indices)
+        r_indices, r_gains = codec._refined_tokens(default_model, x, 6, counts)
+        if encode_indices(default_model, r_indices, *photo.shape[:2], gains=r_gains).bpp > target:
+            break
+    else:
+        pytest.fail("no target where the refined file is over it")
     refined = encode_at_rate(default_model, photo, target, refine=6)
     assert refined.bpp <= target and refined.data != plain.data  # trimmed, and still better than the plain file
     assert (alloc.counts_of(refined.indices) <= counts).all() and refined.mean_tokens < plain.mean_tokens
