@@ -114,7 +114,8 @@ def encode(input: Path, output: Path | None, quality: int | None, bpp: float | N
         raise UserError(f"{input}: {e}" if isinstance(e, ImageError) else str(e)) from None
     write_atomic(output, enc.data)
     setting = (f"quality {quality or model.meta.get('default_quality')}" if bpp is None
-               else f"target {bpp:g} bpp, {enc.mean_tokens:.2f} tokens per position") + (f", refine {refine}" if refine else "")
+               else f"target {bpp:g} bpp, {enc.mean_tokens:.2f} tokens per position")
+    setting += f", refine {refine}" if refine else ""
     click.echo(f"{output}: {len(enc.data)} bytes, {enc.width}x{enc.height}, {enc.bpp:.4f} bpp "
                f"(model {model.model_id}, {setting}, {enc.token_counts} token counts)")
 
