@@ -218,13 +218,18 @@ def plot(curves: list[Curve], anchors: list[Curve], path: Path, log_rate: bool =
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    # anchors (dashed) take the default cycle; the measured curves (solid) get a palette of their own with one
+    # distinct colour per curve, so two measured curves never share a colour however many are drawn
+    tab20 = plt.get_cmap("tab20").colors  # pairs of (dark, light) of one hue: the dark ones first
+    palette = (tab20[0::2] + tab20[1::2]) if len(curves) <= 20 else plt.get_cmap("turbo")(
+        [i / (len(curves) - 1) for i in range(len(curves))])
     for ax, metric, label in ((axes[0], "psnr", "PSNR-RGB [dB]"), (axes[1], "ms_ssim", "MS-SSIM")):
         for c in anchors:
             ax.plot(c.bpp, getattr(c, metric), "--", marker=".", lw=1, alpha=0.7, label=c.name)
-        for c in curves:
+        for c, colour in zip(curves, palette):
             style = "-o" if c.name.startswith("leechcodec") else "-s"
-            ax.plot(c.bpp, getattr(c, metric), style, lw=2 if c.name.startswith("leechcodec") else 1.2,
-                    ms=4, label=f"{c.name} (measured)")
+            ax.plot(c.bpp, getattr(c, metric), style, color=colour,
+                    lw=2 if c.name.startswith("leechcodec") else 1.2, ms=4, label=f"{c.name} (measured)")
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(label)
         ax.set_xlim(0.02 if log_rate else 0, 1.2)
@@ -236,8 +241,12 @@ def plot(curves: list[Curve], anchors: list[Curve], path: Path, log_rate: bool =
     measured_ssim = [v for c in curves for v in c.ms_ssim if not math.isnan(v)]
     axes[0].set_ylim(min([20.0] + [v - 1 for v in measured_psnr]), 38)
     axes[1].set_ylim(min([0.8] + [v - 0.02 for v in measured_ssim]), 1.0)
-    axes[0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    # the legend goes below both panels, where it hides no curve
+    handles, labels = axes[0].get_legend_handles_labels()
+    rows = math.ceil(len(labels) / 3)
+    fig.set_figheight(5 + 0.16 * rows)
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.16 * rows / (5 + 0.16 * rows) + 0.01, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
