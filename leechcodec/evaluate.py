@@ -243,10 +243,10 @@ def plot(curves: list[Curve], anchors: list[Curve], path: Path, log_rate: bool =
     axes[1].set_ylim(min([0.8] + [v - 0.02 for v in measured_ssim]), 1.0)
     # the legend goes below both panels, where it hides no curve
     handles, labels = axes[0].get_legend_handles_labels()
-    rows = math.ceil(len(labels) / 3)
-    fig.set_figheight(5 + 0.16 * rows)
+    legend_height = 0.16 * math.ceil(len(labels) / 3)  # inches: 3 columns, 0.16 in per row of 7-point text
+    fig.set_figheight(5 + legend_height)
     fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0.16 * rows / (5 + 0.16 * rows) + 0.01, 1, 1))
+    fig.tight_layout(rect=(0, legend_height / (5 + legend_height) + 0.01, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
