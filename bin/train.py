@@ -319,6 +319,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--max-minutes", type=float, default=0,
+                   help="stop after this much wall time in this invocation, validated and checkpointed, even before"
+                        " --steps (0: no limit); a later run with the same --out resumes, the schedule following --steps")
     args = p.parse_args(argv)
 
     if args.threads:
@@ -379,6 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     keep_choices = torch.tensor([k for k in draw_from if k >= args.min_keep])
     model.train()
     t_last, psnr_acc, loss_acc, n_acc = time.time(), 0.0, 0.0, 0
+    deadline = time.time() + args.max_minutes * 60 if args.max_minutes > 0 else math.inf
     while step < args.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr)
@@ -395,7 +399,9 @@ def main(argv: list[str] | None = None) -> None:
         psnr_acc += psnr_from_mse(mse.detach()).mean().item()
         loss_acc += loss.item()
         n_acc += 1
-        if step % 50 == 0 or step == args.steps:
+        # a lent machine's minutes are counted: past the deadline, this step is logged, validated and checkpointed
+        out_of_time = time.time() > deadline
+        if step % 50 == 0 or step == args.steps or out_of_time:
             now = time.time()
             elapsed += now - t_last
             idx = out["indices"].flatten()
@@ -405,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
             row = {"step": step, "elapsed_s": round(elapsed, 1), "lr": f"{opt.param_groups[0]['lr']:.2e}",
                    "loss": round(loss_acc / n_acc, 4), "psnr": round(psnr_acc / n_acc, 3),
                    "distinct_codes": len(counts), "code_entropy_bits": round(entropy, 2)}
-            if step % args.val_every == 0 or step == args.steps:
+            if step % args.val_every == 0 or step == args.steps or out_of_time:
                 row |= {k: round(v, 3) for k, v in validate(model, val_imgs, device).items()}
             print(" ".join(f"{k}={v}" for k, v in row.items()) + f" steps/s={n_acc / (now - t_last):.2f}", flush=True)
             writer.writerow([row.get(k, "") for k in ["step", "elapsed_s", "lr", "loss", "psnr", "distinct_codes",
@@ -413,8 +419,11 @@ def main(argv: list[str] | None = None) -> None:
                             [row.get(f"val_psnr_q{q}", "") for q in range(1, len(qualities) + 1)])
             log.flush()
             t_last, psnr_acc, loss_acc, n_acc = now, 0.0, 0.0, 0
-        if step % args.ckpt_every == 0 or step == args.steps:
+        if step % args.ckpt_every == 0 or step == args.steps or out_of_time:
             save()
+        if out_of_time:
+            print(f"stopped at step {step} of {args.steps}: --max-minutes {args.max_minutes:g} reached")
+            break
     log.close()
     print(f"done: {step} steps in {elapsed / 60:.1f} min; checkpoint {ckpt_path}")
 

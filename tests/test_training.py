@@ -75,6 +75,21 @@ def test_train_resume_export_and_code(tmp_path, monkeypatch):
         train.init_weights(tmp_path / "other.pt", torch.device("cpu"))
 
 
+def test_max_minutes_stops_early_with_a_validated_checkpoint_and_resumes(tmp_path):
+    """--max-minutes (for a lent GPU's counted minutes) ends the run before --steps with the step logged, validated
+    and checkpointed; the same command again resumes there and, without the limit, reaches --steps."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    _toy_data(data)
+    train.main(["--out", str(run), "--data", str(data), "--steps", "50", "--max-minutes", "1e-9", *TINY])
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 1
+    rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
+    assert [r["step"] for r in rows] == ["1"] and float(rows[0]["val_psnr_q1"]) > 0
+    train.main(["--out", str(run), "--data", str(data), "--steps", "3", *TINY])
+    rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
+    assert [r["step"] for r in rows] == ["1", "3"]
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 3
+
+
 def test_gain_shape_model_from_another_run_exports_and_round_trips(tmp_path, monkeypatch):
     """--init-from starts a gain–shape run from a direction-only run's network; the export carries a gain prior
     and files made with it carry the gain symbols exactly."""
