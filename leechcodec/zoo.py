@@ -3,7 +3,9 @@
 A weights file is ``models/<id>-<sha8>.pt`` where sha8 is the first 8 hex digits of the SHA-256 of the file's bytes;
 it loads with ``torch.load(weights_only=True)`` and holds the config, the state dict, the frozen entropy tables (the
 static prior, and for a gain–shape model the gain prior) and training metadata. ``models/zoo.json`` lists the shipped
-models (id, file, Kodak numbers) and names the default.
+models (id, file, Kodak numbers) and names the default. An entry with ``"retired": "<commit>"`` is a model whose
+files were taken out of the tree to keep the checkout small; they stay in git history at that commit, and loading it
+says how to restore them (once restored, it loads as before).
 The models folder is ``$LEECHCODEC_MODELS`` if set, else ``models/`` next to the package.
 """
 
@@ -46,7 +48,8 @@ def _registry() -> dict:
 
 
 def list_models() -> list[dict]:
-    """The shipped models: [{"id", "file", "qualities", "default_quality", "kodak", ...}, ...]."""
+    """The registered models: [{"id", "file", "qualities", "default_quality", "kodak", ...}, ...], with
+    "retired": "<commit>" on those whose files are only in git history."""
     reg = _registry()
     return [dict(m, id=k, default=(k == reg["default"])) for k, m in reg["models"].items()]
 
@@ -164,7 +167,14 @@ def _load_cached(model_id: str, device: str) -> LoadedModel:
     reg = _registry()["models"]
     if model_id not in reg:
         raise ValueError(f"unknown model {model_id!r}: valid models are {', '.join(sorted(reg))}")
-    loaded = load_weights_file(models_dir() / reg[model_id]["file"], device)
+    entry = reg[model_id]
+    files = [entry["file"]] + ([entry["context_prior"]["file"]] if "context_prior" in entry else [])
+    missing = [f for f in files if not (models_dir() / f).is_file()]
+    if entry.get("retired") and missing:
+        raise ModelError(f"model {model_id} is retired: its files are not in {models_dir()}; restore them from git "
+                         f"history with: git checkout {entry['retired']} -- "
+                         + " ".join(f"models/{f}" for f in missing))
+    loaded = load_weights_file(models_dir() / entry["file"], device)
     if "context_prior" in reg[model_id]:
         loaded = load_context_file(models_dir() / reg[model_id]["context_prior"]["file"], loaded)
     # the registry, not the weights file, says which quality is the default (chosen after measuring on Kodak)

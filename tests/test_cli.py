@@ -91,6 +91,38 @@ def test_models_lists_the_default(runner):
     assert r.exit_code == 0 and "(default)" in r.output
 
 
+def test_retired_model_says_how_to_restore_it(runner, tmp_path, png, monkeypatch):
+    """A registry entry marked retired loads while its files are there and otherwise fails with one line naming the
+    git command that restores them; `models` marks it."""
+    import json
+
+    from leechcodec import zoo
+
+    real = zoo.models_dir()
+    reg = json.loads((real / "zoo.json").read_text())
+    entry = reg["models"][reg["default"]]
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for f in [entry["file"], entry["context_prior"]["file"]]:
+        (folder / f).symlink_to(real / f)
+    kept = dict(entry, retired="abc1234")  # retired, but its files were restored: loads as before
+    gone = dict(entry, file="retired-model-0123abcd.pt", retired="abc1234")
+    del gone["context_prior"]
+    (folder / "zoo.json").write_text(json.dumps({"default": "test-default", "models": {
+        "test-default": entry, "test-restored": kept, "test-gone": gone}}))
+    monkeypatch.setenv("LEECHCODEC_MODELS", str(folder))
+
+    r = runner.invoke(main, ["models"])
+    assert r.exit_code == 0 and "test-gone (retired: files in git commit abc1234)" in r.output
+    r = runner.invoke(main, ["encode", str(png), "-m", "test-gone", "-o", str(tmp_path / "x.lsq")])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+    assert "model test-gone is retired" in r.output
+    assert "git checkout abc1234 -- models/retired-model-0123abcd.pt" in r.output
+    assert not (tmp_path / "x.lsq").exists()
+    r = runner.invoke(main, ["encode", str(png), "-m", "test-restored", "-q", "1", "-o", str(tmp_path / "y.lsq")])
+    assert r.exit_code == 0, r.output
+
+
 def test_decompression_bomb_refused(runner, tmp_path, monkeypatch):
     path = tmp_path / "big.png"
     Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(path)
