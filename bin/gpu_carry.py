@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=ROOT / ".gpu")
     p.add_argument("--data", type=Path, default=train.DEFAULT_DATA)
-    p.add_argument("--train-mb", type=float, default=24, help="byte budget of the training subset, in MiB")
+    p.add_argument("--train-mb", type=float, default=20, help="byte budget of the training subset, in MiB")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-f", "--force", action="store_true", help="replace an existing --out folder")
     args = p.parse_args(argv)
