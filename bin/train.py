@@ -130,7 +130,10 @@ leech-s16g8 (the first model):
     bin/export_model.py runs/l16g8/checkpoint.pt --id leech-s16g8
 
 Progress goes to stdout and ``<out>/log.csv``; ``<out>/checkpoint.pt`` is written every ``--ckpt-every`` steps and
-a run resumes from it when started again with the same ``--out``. Runs unchanged on CUDA (``--device cuda``).
+a run resumes from it when started again with the same ``--out``. Runs unchanged on CUDA (``--device cuda``;
+bin/gpu_carry.py and bin/gpu_run.sh prepare and run it on a lent GPU machine). A weights file named by ``--init-from``
+above that is no longer in models/ was retired (models/README.md): ``git checkout 0ffcd15558 -- models/<file>``
+restores it.
 """
 
 from __future__ import annotations
