@@ -6,7 +6,15 @@ One run trains one variable-rate model: each sample keeps the leading token grou
 [0, 255] RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
 differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
 
-The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3wh-s16g12 (the default): the shipped
+The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3wi-s16g12 (the default): the shipped
+leech-rs3wh-s16g12 trained 7,000 steps more with a warm restart (Adam 1.5e-4), one uninterrupted run:
+
+    bin/train.py --out runs/w192k --arch gdn --widths 64,128,192 --groups 12 --stages 3 --steps 7000 --lr 1.5e-4 \
+        --seed 12 --gain-levels 11 --gain-log2-min -4.5 --qualities 1,2,3,4,5,6,8,10,12 \
+        --init-from models/leech-rs3wh-s16g12-eac8b03e.pt --blend-steps 0 --val-every 3500
+    bin/export_model.py runs/w192k/checkpoint.pt --id leech-rs3wi-s16g12 --images 600 --default-quality 5
+
+leech-rs3wh-s16g12: the shipped
 leech-rs3wg-s16g12 trained 7,000 steps more with a warm restart (Adam 1.5e-4), one uninterrupted run:
 
     bin/train.py --out runs/w192j --arch gdn --widths 64,128,192 --groups 12 --stages 3 --steps 7000 --lr 1.5e-4 \
