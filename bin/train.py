@@ -289,6 +289,15 @@ def init_weights(path: Path, device: torch.device) -> tuple[dict, str]:
     raise SystemExit(f"--init-from: {path} is neither a training checkpoint nor a shipped weights file")
 
 
+def forward_mse(model: LeechAutoencoder, x: torch.Tensor, keep: torch.Tensor, blend: float,
+                bf16: bool) -> tuple[dict, torch.Tensor]:
+    """The model's outputs and the per-sample MSE. With bf16 the transforms run under bfloat16 autocast (the quantizer
+    turns it off for itself); the MSE is always taken in float32."""
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(x, keep=keep, blend=blend)
+    return out, ((out["x_hat"].float() - x) ** 2).mean(dim=(1, 2, 3))
+
+
 def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -330,6 +339,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast and channels_last for the transforms (quantization and the loss stay"
+                        " float32); about twice the steps/s on CPUs with AVX-512 bf16 or AMX")
     p.add_argument("--max-minutes", type=float, default=0,
                    help="stop after this much wall time in this invocation, validated and checkpointed, even before"
                         " --steps (0: no limit); a later run with the same --out resumes, the schedule following --steps")
@@ -347,6 +359,8 @@ def main(argv: list[str] | None = None) -> None:
                       gain_levels=args.gain_levels, gain_log2_min=args.gain_log2_min, stages=args.stages)
     torch.manual_seed(args.seed)
     model = LeechAutoencoder(cfg).to(device)
+    if args.bf16:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     step, elapsed = 0, 0.0
     rng = random.Random(args.seed)
@@ -398,10 +412,11 @@ def main(argv: list[str] | None = None) -> None:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr)
         x = random_batch(train_imgs, args.batch, args.crop, rng).to(device)
+        if args.bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
         keep = keep_choices[torch.randint(len(keep_choices), (args.batch,))].to(device)
         blend = min(1.0, step / args.blend_steps) if args.blend_steps else 1.0
-        out = model(x, keep=keep, blend=blend)
-        mse = ((out["x_hat"] - x) ** 2).mean(dim=(1, 2, 3))
+        out, mse = forward_mse(model, x, keep, blend, args.bf16)
         loss = torch.log10(mse.clamp_min(1e-10)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -17,6 +17,8 @@ sys.path.insert(0, str(BIN))
 import export_model
 import train
 
+from leechcodec.model import LeechAutoencoder, ModelConfig
+
 TINY = ["--arch", "gdn", "--widths", "8,8,8", "--groups", "2", "--batch", "2", "--crop", "64", "--ckpt-every", "2",
         "--val-every", "2", "--blend-steps", "1", "--seed", "3"]
 
@@ -88,6 +90,35 @@ def test_max_minutes_stops_early_with_a_validated_checkpoint_and_resumes(tmp_pat
     rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
     assert [r["step"] for r in rows] == ["1", "3"]
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 3
+
+
+def test_bf16_run_keeps_float32_weights_and_tracks_the_float32_run(tmp_path, monkeypatch):
+    """--bf16 autocasts the transforms only: the weights (and so checkpoints and exports) stay float32, the first
+    step's loss is the float32 run's to bfloat16 precision, and the exported model codes a real file."""
+    data, models = tmp_path / "data", tmp_path / "models"
+    _toy_data(data)
+    runs = {}
+    for name, extra in (("fp32", []), ("bf16", ["--bf16"])):
+        train.main(["--out", str(tmp_path / name), "--data", str(data), "--steps", "2", *TINY, *extra])
+        runs[name] = list(csv.DictReader((tmp_path / name / "log.csv").read_text().splitlines()))[-1]
+    ckpt = torch.load(tmp_path / "bf16" / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 2 and all(t.dtype == torch.float32 for t in ckpt["model"].values() if t.is_floating_point())
+    assert abs(float(runs["bf16"]["psnr"]) - float(runs["fp32"]["psnr"])) < 0.5
+    model = LeechAutoencoder(ModelConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    x, keep = torch.rand(2, 3, 64, 64), torch.tensor([2, 1])
+    for bf16, dtype in ((True, torch.bfloat16), (False, torch.float32)):  # the step's forward: autocast on or off
+        out, mse = train.forward_mse(model, x, keep, 1.0, bf16)
+        assert out["x_hat"].dtype == dtype and mse.dtype == torch.float32 and mse.shape == (2,)
+    assert float(runs["bf16"]["val_psnr_q2"]) > 0
+
+    monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
+    export_model.main([str(tmp_path / "bf16" / "checkpoint.pt"), "--id", "toy-bf16", "--data", str(data),
+                       "--images", "3"])
+    from leechcodec import codec
+
+    img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
+    assert codec.decompress(codec.compress(img, quality=2, model="toy-bf16")).size == (96, 96)
 
 
 def test_gain_shape_model_from_another_run_exports_and_round_trips(tmp_path, monkeypatch):
