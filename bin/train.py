@@ -6,7 +6,16 @@ One run trains one variable-rate model: each sample keeps the leading token grou
 [0, 255] RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
 differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
 
-The shipped models came from (2-core AVX2 CPU, fp32). leech-rs3wi-s16g12 (the default): the shipped
+The shipped models came from (2-core CPUs; fp32 unless --bf16 is shown). leech-rs3wj-s16g12 (the default): the
+shipped leech-rs3wi-s16g12 trained 33,000 steps more with a warm restart (Adam 1.5e-4) and bfloat16 autocast, one
+uninterrupted run on a 2-core Xeon with AVX-512 bf16 and AMX:
+
+    bin/train.py --out runs/w192l --arch gdn --widths 64,128,192 --groups 12 --stages 3 --steps 33000 --lr 1.5e-4 \
+        --seed 13 --gain-levels 11 --gain-log2-min -4.5 --qualities 1,2,3,4,5,6,8,10,12 \
+        --init-from models/leech-rs3wi-s16g12-ee1a21bd.pt --blend-steps 0 --val-every 5500 --bf16
+    bin/export_model.py runs/w192l/checkpoint.pt --id leech-rs3wj-s16g12 --images 600 --default-quality 5
+
+leech-rs3wi-s16g12 (2-core AVX2 CPU, fp32, as all below): the shipped
 leech-rs3wh-s16g12 trained 7,000 steps more with a warm restart (Adam 1.5e-4), one uninterrupted run:
 
     bin/train.py --out runs/w192k --arch gdn --widths 64,128,192 --groups 12 --stages 3 --steps 7000 --lr 1.5e-4 \
@@ -141,7 +150,7 @@ Progress goes to stdout and ``<out>/log.csv``; ``<out>/checkpoint.pt`` is writte
 a run resumes from it when started again with the same ``--out``. Runs unchanged on CUDA (``--device cuda``;
 bin/gpu_carry.py and bin/gpu_run.sh prepare and run it on a lent GPU machine). A weights file named by ``--init-from``
 above that is no longer in models/ was retired (models/README.md): ``git checkout 0ffcd15558 -- models/<file>``
-restores it.
+(``f31dab2980`` for leech-rs3wi-s16g12's) restores it.
 """
 
 from __future__ import annotations
