@@ -115,7 +115,8 @@ def test_refined_rate_control_fits_trims_and_never_loses_to_the_plain_file(defau
     header, _, indices, gains = parse(refined.data)
     assert header.version == 3 and (indices == refined.indices).all() and (gains == refined.gains).all()
     # uniform: the same whole token count, refined when that file fits, never worse than the plain one
-    plain_u, refined_u = (encode_at_rate(default_model, photo, target, allocation="uniform", refine=r) for r in (0, steps))
+    plain_u, refined_u = (encode_at_rate(default_model, photo, target, allocation="uniform", refine=r)
+                          for r in (0, steps))
     assert refined_u.bpp <= target and refined_u.indices.shape == plain_u.indices.shape
     assert _error(default_model, refined_u, photo) <= _error(default_model, plain_u, photo)
 
