@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Freeze a training checkpoint into a shipped model: fit the static prior (and gain prior), hash, name, register.
 
-    bin/export_model.py runs/g12/checkpoint.pt --id leech-gdn-s16g12 [--images 600] [--default]
+    bin/export_model.py runs/g12/checkpoint.pt --id leech-gdn-s16g12 [--images 600] [--default] [--fp16-kernels]
 
 The prior per token group is the Laplace-smoothed histogram of the indices the trained encoder produces on training
 images (never Kodak) — the closed-form minimizer of the rate term −log2 p(index). It is stored as uint16
 frequencies. A gain–shape model also gets its gain prior (``leechcodec.gains``), fitted the same way. The file
 ``models/<id>-<sha8>.pt`` loads with ``torch.load(weights_only=True)``; sha8 is the first 8 hex digits of the SHA-256
 of its bytes. ``models/zoo.json`` gets (or replaces) the model's entry.
+
+``--fp16-kernels`` stores every convolution kernel as float16 (half the bytes; the rest stays float32), so wider
+networks fit the 20 MB a shipped file may have. The kernels are rounded *before* the prior is fitted, so the prior
+sees exactly the network that ships; loading casts them back to float32. The export prints the held-out validation
+PSNR per quality before and after the rounding. A file over 20 MB is refused.
 """
 
 from __future__ import annotations
@@ -28,13 +33,32 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bin"))
-from train import DEFAULT_DATA, load_images
+from train import DEFAULT_DATA, load_images, validate
 
 from leechcodec import lattice
 from leechcodec.entropy import NUM_SYMBOLS, frequencies_from_counts
 from leechcodec.gains import GainPrior, gain_frequencies
 from leechcodec.model import LeechAutoencoder, ModelConfig
-from leechcodec.zoo import WEIGHTS_FORMAT, models_dir, save_hashed
+from leechcodec.zoo import WEIGHTS_FORMAT, blob_bytes, models_dir, save_hashed
+
+
+MAX_FILE_BYTES = 20_000_000  # the project's limit for one shipped weights file
+
+
+def round_kernels_to_fp16(net: torch.nn.Module) -> dict:
+    """Round every convolution kernel (the 4-d weights) of ``net`` to float16 in place → the state dict to ship,
+    with those kernels stored as float16. The invariant: ``net`` (float32) now computes exactly what a model loaded
+    from the returned dict computes, since float16 → float32 is exact."""
+    state = {}
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if t.is_floating_point() and t.dim() == 4:
+                half = t.to(torch.float16)
+                t.copy_(half.float())
+                state[name] = half
+            else:
+                state[name] = t
+    return state
 
 
 def count_indices(net: LeechAutoencoder, images: list[np.ndarray], crop: int = 512,
@@ -64,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", type=int, default=600, help="training images used to fit the prior")
     p.add_argument("--default-quality", type=int, default=4)
     p.add_argument("--default", action="store_true", help="make this the registry's default model")
+    p.add_argument("--fp16-kernels", action="store_true",
+                   help="store convolution kernels as float16 (rounded before the prior is fitted)")
     args = p.parse_args(argv)
 
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
@@ -73,7 +99,15 @@ def main(argv: list[str] | None = None) -> None:
     net.eval()
 
     t0 = time.time()
-    train_imgs, _ = load_images(args.data, 0)
+    train_imgs, val_imgs = load_images(args.data, 0)
+    state = net.state_dict()
+    if args.fp16_kernels:
+        before = validate(net, val_imgs, torch.device("cpu")) if val_imgs else {}
+        state = round_kernels_to_fp16(net)
+        after = validate(net, val_imgs, torch.device("cpu")) if val_imgs else {}
+        net.eval()  # validate() leaves the model in training mode
+        print("fp16 kernels: held-out validation PSNR per quality, float32 → float16 kernels: "
+              + " ".join(f"q{k[len('val_psnr_q'):]} {before[k]:.3f}→{after[k]:.3f}" for k in before))
     rng = np.random.default_rng(0)
     chosen = [train_imgs[i] for i in sorted(rng.choice(len(train_imgs), min(args.images, len(train_imgs)),
                                                         replace=False))]
@@ -95,10 +129,16 @@ def main(argv: list[str] | None = None) -> None:
     training_args = {k: str(v) if isinstance(v, Path) else v for k, v in ckpt.get("args", {}).items()}
     meta = {"training_steps": ckpt["step"],
             "training_seconds": round(ckpt["elapsed"]), "training_args": training_args,
-            "prior_images": len(chosen), "parameters": sum(t.numel() for t in net.parameters())}
+            "prior_images": len(chosen), "parameters": sum(t.numel() for t in net.parameters()),
+            "kernel_dtype": "float16" if args.fp16_kernels else "float32"}
     blob = {"format": WEIGHTS_FORMAT, "model_id": args.id, "config": cfg.to_dict(),
-            "state_dict": net.state_dict(), "prior_freqs": torch.from_numpy(freqs.view(np.int16)),
+            "state_dict": state, "prior_freqs": torch.from_numpy(freqs.view(np.int16)),
             "codebook_sha256": lattice.CODEBOOK_SHA256, "meta": meta} | extra
+    size = blob_bytes(blob)
+    if size > MAX_FILE_BYTES:
+        hint = "" if args.fp16_kernels else " (try --fp16-kernels)"
+        raise SystemExit(f"export: the weights file would be {size / 1e6:.1f} MB, over the "
+                         f"{MAX_FILE_BYTES / 1e6:.0f} MB a shipped file may have{hint}")
     path, sha = save_hashed(blob, args.id)
     out_dir = models_dir()
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

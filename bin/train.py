@@ -288,12 +288,14 @@ def fit_weights(source: dict, model: torch.nn.Module) -> dict:
 def init_weights(path: Path, device: torch.device) -> tuple[dict, str]:
     """The network weights held by `path` → (state dict, where they stand). `path` is either a run's checkpoint
     (bin/train.py) or a shipped weights file (bin/export_model.py, models/), so a run can continue a shipped model
-    without the run folder it came from; both hold the same network state dict."""
+    without the run folder it came from; both hold the same network state dict (a shipped file's float16 kernels,
+    from ``export_model.py --fp16-kernels``, come back as float32)."""
     blob = torch.load(path, map_location=device, weights_only=False)
     if "model" in blob and "step" in blob:
         return blob["model"], f"step {blob['step']} of that run"
     if "state_dict" in blob and "meta" in blob:
-        return blob["state_dict"], (f"shipped model {blob.get('model_id', '?')}, "
+        state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+        return state, (f"shipped model {blob.get('model_id', '?')}, "
                                     f"{blob['meta'].get('training_steps', '?')} steps in its last run")
     raise SystemExit(f"--init-from: {path} is neither a training checkpoint nor a shipped weights file")
 

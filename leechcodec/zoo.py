@@ -92,14 +92,24 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_hashed(blob: dict, stem: str) -> tuple[Path, str]:
-    """Write a torch blob as ``models/<stem>-<sha8>.pt`` (temporary file, then rename) → (path, full SHA-256)."""
+def _serialize(blob: dict) -> bytes:
     buf = io.BytesIO()
     torch.save(blob, buf)
+    return buf.getvalue()
+
+
+def blob_bytes(blob: dict) -> int:
+    """How many bytes ``save_hashed`` would write for ``blob``."""
+    return len(_serialize(blob))
+
+
+def save_hashed(blob: dict, stem: str) -> tuple[Path, str]:
+    """Write a torch blob as ``models/<stem>-<sha8>.pt`` (temporary file, then rename) → (path, full SHA-256)."""
+    data = _serialize(blob)
     out_dir = models_dir()
     out_dir.mkdir(exist_ok=True)
     tmp = out_dir / f".{stem}.pt.part"
-    tmp.write_bytes(buf.getvalue())
+    tmp.write_bytes(data)
     sha = file_sha256(tmp)
     path = out_dir / f"{stem}-{sha[:8]}.pt"
     tmp.replace(path)

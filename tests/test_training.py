@@ -121,6 +121,45 @@ def test_bf16_run_keeps_float32_weights_and_tracks_the_float32_run(tmp_path, mon
     assert codec.decompress(codec.compress(img, quality=2, model="toy-bf16")).size == (96, 96)
 
 
+def test_fp16_kernels_export_ships_the_rounded_network_and_the_size_limit_refuses(tmp_path, monkeypatch, capsys):
+    """--fp16-kernels stores the conv kernels as float16 (the rest float32), loads back as the float32 network with
+    exactly those rounded kernels, codes real files, restarts training as float32, and reports validation before
+    and after the rounding; a file over the size limit is refused with one line and nothing written."""
+    data, run, models = tmp_path / "data", tmp_path / "run", tmp_path / "models"
+    _toy_data(data)
+    train.main(["--out", str(run), "--data", str(data), "--steps", "2", *TINY])
+    monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
+    export_model.main([str(run / "checkpoint.pt"), "--id", "toy32", "--data", str(data), "--images", "3"])
+    export_model.main([str(run / "checkpoint.pt"), "--id", "toy16", "--data", str(data), "--images", "3",
+                       "--fp16-kernels"])
+    printed = capsys.readouterr().out
+    assert "fp16 kernels: held-out validation PSNR per quality, float32 → float16 kernels: q1 " in printed
+    reg = json.loads((models / "zoo.json").read_text())["models"]
+    f32, f16 = (torch.load(models / reg[m]["file"], weights_only=True) for m in ("toy32", "toy16"))
+    kernels = [k for k, t in f32["state_dict"].items() if t.dim() == 4]
+    assert kernels and all(f16["state_dict"][k].dtype == torch.float16 for k in kernels)
+    others = [t for k, t in f16["state_dict"].items() if k not in kernels and t.is_floating_point()]
+    assert others and all(t.dtype == torch.float32 for t in others)
+    assert all(torch.equal(f16["state_dict"][k], f32["state_dict"][k].half()) for k in kernels)
+    assert f16["meta"]["kernel_dtype"] == "float16" and f32["meta"]["kernel_dtype"] == "float32"
+
+    from leechcodec import codec, zoo
+
+    loaded = zoo.load_weights_file(models / reg["toy16"]["file"]).net.state_dict()
+    assert all(loaded[k].dtype == torch.float32 and torch.equal(loaded[k], f16["state_dict"][k].float())
+               for k in kernels)
+    img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
+    assert codec.decompress(codec.compress(img, quality=2, model="toy16")).size == (96, 96)
+    weights, _ = train.init_weights(models / reg["toy16"]["file"], torch.device("cpu"))
+    assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
+
+    monkeypatch.setattr(export_model, "MAX_FILE_BYTES", 1000)
+    before = sorted(p.name for p in models.iterdir())
+    with pytest.raises(SystemExit, match=r"would be .* MB, over the 0 MB a shipped file may have \(try --fp16"):
+        export_model.main([str(run / "checkpoint.pt"), "--id", "toy-big", "--data", str(data), "--images", "3"])
+    assert sorted(p.name for p in models.iterdir()) == before
+
+
 def test_gain_shape_model_from_another_run_exports_and_round_trips(tmp_path, monkeypatch):
     """--init-from starts a gain–shape run from a direction-only run's network; the export carries a gain prior
     and files made with it carry the gain symbols exactly."""
