@@ -39,7 +39,7 @@ from leechcodec import lattice
 from leechcodec.entropy import NUM_SYMBOLS, frequencies_from_counts
 from leechcodec.gains import GainPrior, gain_frequencies
 from leechcodec.model import LeechAutoencoder, ModelConfig
-from leechcodec.zoo import WEIGHTS_FORMAT, blob_bytes, models_dir, save_hashed
+from leechcodec.zoo import WEIGHTS_FORMAT, FileTooLargeError, models_dir, save_hashed
 
 
 MAX_FILE_BYTES = 20_000_000  # the project's limit for one shipped weights file
@@ -134,12 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     blob = {"format": WEIGHTS_FORMAT, "model_id": args.id, "config": cfg.to_dict(),
             "state_dict": state, "prior_freqs": torch.from_numpy(freqs.view(np.int16)),
             "codebook_sha256": lattice.CODEBOOK_SHA256, "meta": meta} | extra
-    size = blob_bytes(blob)
-    if size > MAX_FILE_BYTES:
+    try:
+        path, sha = save_hashed(blob, args.id, max_bytes=MAX_FILE_BYTES)
+    except FileTooLargeError as e:
         hint = "" if args.fp16_kernels else " (try --fp16-kernels)"
-        raise SystemExit(f"export: the weights file would be {size / 1e6:.1f} MB, over the "
-                         f"{MAX_FILE_BYTES / 1e6:.0f} MB a shipped file may have{hint}")
-    path, sha = save_hashed(blob, args.id)
+        raise SystemExit(f"export: the weights file would be {e.size / 1e6:.1f} MB, over the "
+                         f"{e.max_bytes / 1e6:.0f} MB a shipped file may have{hint}") from None
     out_dir = models_dir()
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 

@@ -306,7 +306,7 @@ def init_weights(path: Path, device: torch.device) -> tuple[dict, str]:
     if "state_dict" in blob and "meta" in blob:
         state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
         return state, (f"shipped model {blob.get('model_id', '?')}, "
-                                    f"{blob['meta'].get('training_steps', '?')} steps in its last run")
+                       f"{blob['meta'].get('training_steps', '?')} steps in its last run")
     raise SystemExit(f"--init-from: {path} is neither a training checkpoint nor a shipped weights file")
 
 

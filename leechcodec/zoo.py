@@ -92,20 +92,22 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _serialize(blob: dict) -> bytes:
+class FileTooLargeError(ValueError):
+    """A blob that ``save_hashed`` refused to write: ``size`` bytes, over the ``max_bytes`` it was given."""
+
+    def __init__(self, size: int, max_bytes: int):
+        super().__init__(f"{size} bytes, over {max_bytes}")
+        self.size, self.max_bytes = size, max_bytes
+
+
+def save_hashed(blob: dict, stem: str, max_bytes: int | None = None) -> tuple[Path, str]:
+    """Write a torch blob as ``models/<stem>-<sha8>.pt`` (temporary file, then rename) → (path, full SHA-256).
+    A blob over ``max_bytes`` raises ``FileTooLargeError`` and nothing is written."""
     buf = io.BytesIO()
     torch.save(blob, buf)
-    return buf.getvalue()
-
-
-def blob_bytes(blob: dict) -> int:
-    """How many bytes ``save_hashed`` would write for ``blob``."""
-    return len(_serialize(blob))
-
-
-def save_hashed(blob: dict, stem: str) -> tuple[Path, str]:
-    """Write a torch blob as ``models/<stem>-<sha8>.pt`` (temporary file, then rename) → (path, full SHA-256)."""
-    data = _serialize(blob)
+    data = buf.getvalue()
+    if max_bytes is not None and len(data) > max_bytes:
+        raise FileTooLargeError(len(data), max_bytes)
     out_dir = models_dir()
     out_dir.mkdir(exist_ok=True)
     tmp = out_dir / f".{stem}.pt.part"
