@@ -92,6 +92,9 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+MAX_SHIPPED_FILE_BYTES = 20_000_000  # the project's limit for one file under models/ (weights or context prior)
+
+
 class FileTooLargeError(ValueError):
     """A blob that ``save_hashed`` refused to write: ``size`` bytes, over the ``max_bytes`` it was given."""
 

@@ -153,7 +153,7 @@ def test_fp16_kernels_export_ships_the_rounded_network_and_the_size_limit_refuse
     weights, _ = train.init_weights(models / reg["toy16"]["file"], torch.device("cpu"))
     assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
 
-    monkeypatch.setattr(export_model, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(zoo, "MAX_SHIPPED_FILE_BYTES", 1000)
     before = sorted(p.name for p in models.iterdir())
     with pytest.raises(SystemExit, match=r"would be .* MB, over the 0 MB a shipped file may have \(try --fp16"):
         export_model.main([str(run / "checkpoint.pt"), "--id", "toy-big", "--data", str(data), "--images", "3"])
@@ -197,8 +197,15 @@ def test_gain_shape_model_from_another_run_exports_and_round_trips(tmp_path, mon
 
     from leechcodec import zoo
 
-    train_context.main(["toy-gain", "--data", str(data), "--images", "3", "--steps", "2", "--batch", "64",
-                        "--work", str(tmp_path / "ctx")])
+    ctx_args = ["toy-gain", "--data", str(data), "--images", "3", "--steps", "2", "--batch", "64",
+                "--work", str(tmp_path / "ctx")]
+    before = sorted(p.name for p in models.iterdir())
+    with monkeypatch.context() as m:  # the 20 MB limit, lowered: refused with one line, nothing written
+        m.setattr(zoo, "MAX_SHIPPED_FILE_BYTES", 1000)
+        with pytest.raises(SystemExit, match=r"context prior file would be .* MB, over the 0 MB a shipped file may have$"):
+            train_context.main(ctx_args)
+    assert sorted(p.name for p in models.iterdir()) == before
+    train_context.main(ctx_args)
     zoo._load_cached.cache_clear()
     model = load_model("toy-gain")
     assert model.context is not None
