@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -84,10 +85,19 @@ def read_image(source) -> np.ndarray:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to path via a temporary file and a rename: the path gets all of the data or nothing."""
+    """Write bytes to path via a temporary file and a rename: the path gets all of the data or nothing.
+    The file gets the permissions a plain open() would give it: an overwritten file keeps its mode, a new one gets
+    0o666 less the umask (mkstemp alone would leave it 0o600, readable by its owner only)."""
     path = Path(path)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".part")
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

@@ -3,7 +3,9 @@ tampered weights."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -97,6 +99,27 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         imageio.write_atomic(target, b"data")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_the_umask_mode_and_overwrites_keep_theirs(tmp_path):
+    """The temporary file behind write_atomic starts 0o600; the written file must not stay owner-only."""
+    new, old = tmp_path / "new.lsq", tmp_path / "old.png"
+    old.write_bytes(b"old")
+    old.chmod(0o640)
+    previous = os.umask(0o027)
+    try:
+        imageio.write_atomic(new, b"data")
+    finally:
+        os.umask(previous)
+    imageio.write_atomic(old, b"new")
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640 and new.read_bytes() == b"data"
+    assert stat.S_IMODE(old.stat().st_mode) == 0o640 and old.read_bytes() == b"new"
+    previous = os.umask(0o022)
+    try:
+        imageio.write_atomic(tmp_path / "other.lsq", b"x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "other.lsq").stat().st_mode) == 0o644
 
 
 def test_tampered_or_truncated_weights_refused(default_model, tmp_path):
