@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bin"))
 from train import DEFAULT_DATA, load_images, validate
 
-from leechcodec import lattice, zoo
+from leechcodec import lattice
 from leechcodec.entropy import NUM_SYMBOLS, frequencies_from_counts
 from leechcodec.gains import GainPrior, gain_frequencies
 from leechcodec.model import LeechAutoencoder, ModelConfig
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
             "state_dict": state, "prior_freqs": torch.from_numpy(freqs.view(np.int16)),
             "codebook_sha256": lattice.CODEBOOK_SHA256, "meta": meta} | extra
     try:
-        path, sha = save_hashed(blob, args.id, max_bytes=zoo.MAX_SHIPPED_FILE_BYTES)
+        path, sha = save_hashed(blob, args.id)
     except FileTooLargeError as e:
         hint = "" if args.fp16_kernels else " (try --fp16-kernels)"
         raise SystemExit(f"export: the weights file would be {e.size / 1e6:.1f} MB, over the "

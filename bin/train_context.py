@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bin"))
 from train import DEFAULT_DATA, load_images
 
-from leechcodec import conditional, context, lattice, zoo
+from leechcodec import conditional, context, lattice
 from leechcodec.zoo import CONTEXT_FORMAT, FileTooLargeError, file_sha256, load_model, models_dir, save_hashed
 
 LN2 = math.log(2)
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             "meta": {"training_images": len(train_idx), "steps": args.steps, "batch": args.batch, "lr": args.lr,
                      "seconds": round(time.time() - t0)}}
     try:
-        path, sha = save_hashed(blob, f"{args.model_id}-ctx", max_bytes=zoo.MAX_SHIPPED_FILE_BYTES)
+        path, sha = save_hashed(blob, f"{args.model_id}-ctx")
     except FileTooLargeError as e:
         raise SystemExit(f"train_context: the context prior file would be {e.size / 1e6:.1f} MB, over the "
                          f"{e.max_bytes / 1e6:.0f} MB a shipped file may have") from None

@@ -96,26 +96,26 @@ MAX_SHIPPED_FILE_BYTES = 20_000_000  # the project's limit for one file under mo
 
 
 class FileTooLargeError(ValueError):
-    """A blob that ``save_hashed`` refused to write: ``size`` bytes, over the ``max_bytes`` it was given."""
+    """A blob that ``save_hashed`` refused to write: ``size`` bytes, over the ``max_bytes`` a shipped file may have."""
 
     def __init__(self, size: int, max_bytes: int):
         super().__init__(f"{size} bytes, over {max_bytes}")
         self.size, self.max_bytes = size, max_bytes
 
 
-def save_hashed(blob: dict, stem: str, max_bytes: int | None = None) -> tuple[Path, str]:
+def save_hashed(blob: dict, stem: str) -> tuple[Path, str]:
     """Write a torch blob as ``models/<stem>-<sha8>.pt`` (temporary file, then rename) → (path, full SHA-256).
-    A blob over ``max_bytes`` raises ``FileTooLargeError`` and nothing is written."""
+    A blob over ``MAX_SHIPPED_FILE_BYTES`` raises ``FileTooLargeError`` and nothing is written."""
     buf = io.BytesIO()
     torch.save(blob, buf)
     data = buf.getvalue()
-    if max_bytes is not None and len(data) > max_bytes:
-        raise FileTooLargeError(len(data), max_bytes)
+    if len(data) > MAX_SHIPPED_FILE_BYTES:
+        raise FileTooLargeError(len(data), MAX_SHIPPED_FILE_BYTES)
     out_dir = models_dir()
     out_dir.mkdir(exist_ok=True)
     tmp = out_dir / f".{stem}.pt.part"
     tmp.write_bytes(data)
-    sha = file_sha256(tmp)
+    sha = hashlib.sha256(data).hexdigest()
     path = out_dir / f"{stem}-{sha[:8]}.pt"
     tmp.replace(path)
     return path, sha
