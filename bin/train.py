@@ -6,9 +6,18 @@ One run trains one variable-rate model: each sample keeps the leading token grou
 [0, 255] RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
 differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
 
-The shipped models came from (2-core CPUs; fp32 unless --bf16 is shown). leech-rs3z-s16g12 (the default): the
-shipped leech-rs3y-s16g12 trained 22,000 steps more with a warm restart (Adam 1.2e-4) and bfloat16 autocast, one
+The shipped models came from (2-core CPUs; fp32 unless --bf16 is shown). leech-rs4a-s16g12 (the default): the
+shipped leech-rs3z-s16g12 trained 22,000 steps more with a warm restart (Adam 1e-4) and bfloat16 autocast, one
 uninterrupted run on a 2-core Xeon with AVX-512 bf16 and AMX; exported with float16 convolution kernels:
+
+    bin/train.py --out runs/w288d --arch gdn --widths 96,192,288 --groups 12 --stages 3 --steps 22000 --lr 1e-4 \
+        --seed 17 --gain-levels 11 --gain-log2-min -4.5 --qualities 1,2,3,4,5,6,8,10,12 \
+        --init-from models/leech-rs3z-s16g12-ca7acbac.pt --blend-steps 0 --val-every 5500 --bf16 --max-minutes 88
+    bin/export_model.py runs/w288d/checkpoint.pt --id leech-rs4a-s16g12 --images 600 --default-quality 5 \
+        --fp16-kernels
+
+leech-rs3z-s16g12: the shipped leech-rs3y-s16g12 trained 22,000 steps more with a warm restart (Adam 1.2e-4) and
+bfloat16 autocast, one uninterrupted run on the same Xeon; exported with float16 convolution kernels:
 
     bin/train.py --out runs/w288c --arch gdn --widths 96,192,288 --groups 12 --stages 3 --steps 22000 --lr 1.2e-4 \
         --seed 16 --gain-levels 11 --gain-log2-min -4.5 --qualities 1,2,3,4,5,6,8,10,12 \
