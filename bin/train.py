@@ -187,7 +187,8 @@ Progress goes to stdout and ``<out>/log.csv``; ``<out>/checkpoint.pt`` is writte
 a run resumes from it when started again with the same ``--out``. Runs unchanged on CUDA (``--device cuda``;
 bin/gpu_carry.py and bin/gpu_run.sh prepare and run it on a lent GPU machine). A weights file named by ``--init-from``
 above that is no longer in models/ was retired (models/README.md): ``git checkout 0ffcd15558 -- models/<file>``
-(``f31dab2980`` for leech-rs3wi-s16g12's) restores it.
+restores it (``f31dab2980`` for leech-rs3wi-s16g12's, ``db5bb9d07b`` for leech-rs3wj-s16g12's, ``6ca5763e17`` for
+leech-rs3x-s16g12's, ``9f58a06c6c`` for leech-rs3y-s16g12's, ``7ad0e21b53`` for leech-rs3z-s16g12's).
 """
 
 from __future__ import annotations
