@@ -59,13 +59,13 @@ def extract(model, images: list[np.ndarray], crop: int = 768) -> list[np.ndarray
     return out
 
 
-def dataset(indices: list[np.ndarray], g: int, p: int) -> tuple[torch.Tensor, np.ndarray]:
-    """(features [N, F] float32, indices [N]) of every token of group g, pass p."""
+def dataset(indices: list[np.ndarray], g: int, p: int, subspaces: int) -> tuple[torch.Tensor, np.ndarray]:
+    """(features [N, F] float32, indices [N]) of every token of group g, pass p (a model with that many subspaces)."""
     feats, targets = [], []
     for idx in indices:
         vec = lattice.index_to_vector(idx[: g + 1])
         ys, xs = context.pass_positions(*idx.shape[1:], p)
-        feats.append(context.features(vec, g, p))
+        feats.append(context.features(vec, g, p, subspaces))
         targets.append(idx[g, ys, xs])
     return torch.from_numpy(np.concatenate(feats).astype(np.float32)), np.concatenate(targets).astype(np.int64)
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         ls = log2_static(conditional.StaticTables.from_freqs(freqs[g]))
         for ps in range(len(context.PASSES)):
             t1 = time.time()
-            feats, targets = dataset(train_idx, g, ps)
+            feats, targets = dataset(train_idx, g, ps, model.config.subspaces)
             w = fit(feats, targets, ls, tab, args.steps, args.batch, args.lr, args.seed + 31 * g + ps)
             wq = np.rint(w * conditional.LOG_UNIT * 2 ** conditional.SHIFT)
             weights[g, ps] = np.clip(wq, -32767, 32767)  # int16 storage; clipping is reported, and rare
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     reg_path.write_text(json.dumps(reg, indent=2) + "\n")
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and registered it", flush=True)
 
-    prior = conditional.ConditionalPrior(weights, freqs)
+    prior = conditional.ConditionalPrior(weights, freqs, model.config.subspaces)
     static_bits = sum(model.prior.information_bits(i) for i in val_idx)
     ctx_bits = sum(prior.information_bits(i) for i in val_idx)
     tokens = sum(i.size for i in val_idx)

@@ -225,8 +225,8 @@ def _context_tilts(vectors, ys, xs, offsets, groups, wsign, const, out):
     the vectors (same values as ``context.features`` · w). A coordinate c ≠ 0 of slot s contributes
     c·w[vector] + |c|·w[abs] = |c|·wsign[s, d, c < 0] with wsign[.., 0] = w[abs] + w[vector] and
     wsign[.., 1] = w[abs] − w[vector] (exact integer identity); const = the constant feature's weights.
-    int32 cannot overflow (|c| ≤ 4, |wsign| ≤ 65534, at most 17·24 coordinates) and integer sums are exact in any
-    order."""
+    int32 cannot overflow (|c| ≤ 4, |wsign| ≤ 65534, at most SLOTS·24 = 456 coordinates) and integer sums are exact
+    in any order."""
     h, w = vectors.shape[1], vectors.shape[2]
     for n in numba.prange(ys.shape[0]):
         acc = const.copy()
@@ -326,17 +326,26 @@ class _Coder:
 
 class ConditionalPrior:
     """Integer weights [G, passes, OUTPUTS, NUM_FEATURES] (int16 in the file, |w| ≤ 32767, units 2^-SHIFT / LOG_UNIT
-    bit) over the static prior's frequencies [G, 196560]."""
+    bit) over the static prior's frequencies [G, 196560] of a model with ``subspaces`` S (None: one stage, S = G).
+    Weights with ``context.LEGACY_NUM_FEATURES`` features (fitted before the earlier-stage slots) are read with zero
+    weights on those slots: the same tilts, so the same code, as before."""
 
-    def __init__(self, weights: np.ndarray, freqs: np.ndarray):
+    def __init__(self, weights: np.ndarray, freqs: np.ndarray, subspaces: int | None = None):
         w = np.asarray(weights)
         shape = (len(context.PASSES), OUTPUTS, context.NUM_FEATURES)
-        if w.ndim != 4 or w.shape[1:] != shape or w.dtype.kind != "i":
+        legacy = (len(context.PASSES), OUTPUTS, context.LEGACY_NUM_FEATURES)
+        if w.ndim != 4 or w.shape[1:] not in (shape, legacy) or w.dtype.kind != "i":
             raise ValueError(f"conditional prior weights must be integers [G, {', '.join(map(str, shape))}]")
         if np.abs(w.astype(np.int64)).max(initial=0) > 32767:
             raise ValueError("conditional prior weights out of range")  # keeps every sum inside int32
         if freqs.shape != (w.shape[0], NUM_SYMBOLS):
             raise ValueError("conditional prior and static prior disagree on the number of groups")
+        self.subspaces = w.shape[0] if subspaces is None else subspaces
+        if self.subspaces < 1 or w.shape[0] % self.subspaces:
+            raise ValueError(f"{self.subspaces} subspaces do not divide {w.shape[0]} groups")
+        if w.shape[1:] == legacy:  # zero weights for the slots added after it, inserted before the constant
+            pad = np.zeros((*w.shape[:3], context.NUM_FEATURES - context.LEGACY_NUM_FEATURES), w.dtype)
+            w = np.concatenate([w[..., :-1], pad, w[..., -1:]], axis=3)
         wt = np.swapaxes(w, 2, 3).astype(np.int32)  # [G, passes, features, outputs]
         slots = wt[:, :, :-1].reshape(*wt.shape[:2], context.SLOTS, 2, lattice.DIM, OUTPUTS)
         vec, mag = slots[:, :, :, 0], slots[:, :, :, 1]
@@ -353,7 +362,7 @@ class ConditionalPrior:
         the scaled linear map."""
         if ys is None:
             ys, xs = context.pass_positions(vectors.shape[1], vectors.shape[2], p)
-        offsets, groups = context.slot_sources(g, p)
+        offsets, groups = context.slot_sources(g, p, self.subspaces)
         out = np.empty((len(ys), OUTPUTS), np.int64)
         _context_tilts(vectors, ys, xs, offsets, groups, self._wsign[g, p], self._const[g, p], out)
         return out

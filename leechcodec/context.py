@@ -11,11 +11,17 @@ pass      positions (y%2, x%2)    same-group neighbours already known
 2         (0, 1) and (1, 0)       the 4 horizontal/vertical ones (passes 0 and 1)
 ========  ======================  ======================================================
 
-Each token also sees the 3×3 neighbourhood of the previous group (already fully known). A token's features are
-integers: for each of the 8 same-group and 9 previous-group neighbour slots, the neighbour's minimal vector
-(coordinates in −4..4) and its absolute values; zeros where the slot is not available (outside the image, not yet
-coded, or no previous group); and a constant 1. Integer features make the model's arithmetic exact (see
+Each token also sees the 3×3 neighbourhood of the previous group (already fully known) and, in a model with
+residual stages (``model``: token j is stage j // S of subspace j % S), the tokens at its own position that it
+refines: those of groups g − S and g − 2S (the earlier stages of its subspace). A residual token's direction is far
+from uniform given the token it refines (its inner product with it is negative much more often than chance). A
+token's features are integers: for each of the 8 same-group, 9 previous-group and 2 earlier-stage slots, the slot's
+minimal vector (coordinates in −4..4) and its absolute values; zeros where the slot is not available (outside the
+image, not yet coded, no such group); and a constant 1. Integer features make the model's arithmetic exact (see
 ``conditional``): the encoder and every decoder compute the same numbers on any machine.
+
+Conditional priors fitted before the earlier-stage slots existed (``LEGACY_NUM_FEATURES`` features) are read with
+zero weights on those slots, which gives exactly the tilts they gave before.
 """
 
 from __future__ import annotations
@@ -29,8 +35,11 @@ from leechcodec import lattice
 PASSES = (((0, 0),), ((1, 1),), ((0, 1), (1, 0)))
 SAME_GROUP = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 PREV_GROUP = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-SLOTS = len(SAME_GROUP) + len(PREV_GROUP)
+EARLIER_STAGES = (1, 2)  # slots at the token's own position in groups g − k·S (k = 1, 2): the tokens it refines
+SLOTS = len(SAME_GROUP) + len(PREV_GROUP) + len(EARLIER_STAGES)
 NUM_FEATURES = SLOTS * 2 * lattice.DIM + 1  # (vector, |vector|) per slot, and the constant
+LEGACY_SLOTS = len(SAME_GROUP) + len(PREV_GROUP)  # the slots of priors fitted before EARLIER_STAGES (the first ones)
+LEGACY_NUM_FEATURES = LEGACY_SLOTS * 2 * lattice.DIM + 1
 
 
 def _pass_of(py: int, px: int) -> int:
@@ -52,16 +61,18 @@ def pass_positions(h: int, w: int, p: int) -> tuple[np.ndarray, np.ndarray]:
     return ys[mask], xs[mask]
 
 
-def slot_sources(g: int, p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per slot (SAME_GROUP then PREV_GROUP): offsets [SLOTS, 2] (dy, dx) and the group it reads [SLOTS], −1 where
-    the slot is not available for group g, pass p."""
-    offsets = np.array(SAME_GROUP + PREV_GROUP, np.int64)
-    groups = [g if ok else -1 for ok in same_group_available(p)] + [g - 1] * len(PREV_GROUP)
+def slot_sources(g: int, p: int, subspaces: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per slot (SAME_GROUP, PREV_GROUP, then EARLIER_STAGES): offsets [SLOTS, 2] (dy, dx) and the group it reads
+    [SLOTS], −1 where the slot is not available for group g, pass p. subspaces: S of the model (its number of groups
+    when it has one stage, so that no earlier-stage slot is ever available)."""
+    offsets = np.array(SAME_GROUP + PREV_GROUP + ((0, 0),) * len(EARLIER_STAGES), np.int64)
+    groups = ([g if ok else -1 for ok in same_group_available(p)] + [g - 1] * len(PREV_GROUP)
+              + [max(g - k * subspaces, -1) for k in EARLIER_STAGES])
     return offsets, np.array(groups, np.int64)
 
 
-def features(vectors: np.ndarray, g: int, p: int) -> np.ndarray:
-    """Integer features of the tokens of group g, pass p.
+def features(vectors: np.ndarray, g: int, p: int, subspaces: int) -> np.ndarray:
+    """Integer features of the tokens of group g, pass p, in a model with the given number of subspaces.
 
     vectors: int8 [k, h, w, 24], the minimal vectors of the groups; only groups < g and the positions of group g in
     passes < p are read. Returns int8 [n, NUM_FEATURES] in the order of ``pass_positions``.
@@ -69,7 +80,7 @@ def features(vectors: np.ndarray, g: int, p: int) -> np.ndarray:
     _, h, w, d = vectors.shape
     ys, xs = pass_positions(h, w, p)
     out = np.zeros((len(ys), SLOTS, 2, d), np.int8)
-    offsets, groups = slot_sources(g, p)
+    offsets, groups = slot_sources(g, p, subspaces)
     for s, ((dy, dx), src) in enumerate(zip(offsets, groups)):
         if src < 0:
             continue

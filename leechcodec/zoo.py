@@ -22,14 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from leechcodec import lattice
+from leechcodec import context, lattice
 from leechcodec.conditional import ConditionalPrior
 from leechcodec.entropy import StaticPrior
 from leechcodec.gains import GainPrior
 from leechcodec.model import LeechAutoencoder, ModelConfig
 
 WEIGHTS_FORMAT = 1
-CONTEXT_FORMAT = 1  # format of the conditional-prior files (models/<id>-ctx-<sha8>.pt)
+CONTEXT_FORMAT = 2  # format of the conditional-prior files (models/<id>-ctx-<sha8>.pt) that bin/train_context.py writes
+# features per format: 1 = without the earlier-stage slots (read as zero weights there), 2 = with them (``context``)
+CONTEXT_FEATURES = {1: context.LEGACY_NUM_FEATURES, 2: context.NUM_FEATURES}
 
 
 class ModelError(ValueError):
@@ -138,16 +140,20 @@ def load_context_file(path: Path, base: LoadedModel) -> LoadedModel:
     digest = _check_name_hash(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob["format"] != CONTEXT_FORMAT:
+        if blob["format"] not in CONTEXT_FEATURES:
             raise ModelError(f"conditional prior {path.name} has unsupported format {blob['format']}")
         if bytes.fromhex(blob["base_sha256"][:16]) != base.weights_hash:
             raise ModelError(f"conditional prior {path.name} was made for other weights of {base.model_id}")
-        context = ConditionalPrior(blob["weights"].numpy(), base.prior.freqs)
+        weights = blob["weights"].numpy()
+        if weights.shape[-1] != CONTEXT_FEATURES[blob["format"]]:
+            raise ValueError(f"format {blob['format']} has {CONTEXT_FEATURES[blob['format']]} features, not "
+                             f"{weights.shape[-1]}")
+        prior = ConditionalPrior(weights, base.prior.freqs, base.config.subspaces)
     except ModelError:
         raise
     except Exception as e:  # noqa: BLE001 - any unpickling or shape problem means a broken file
         raise ModelError(f"conditional prior {path.name} is unreadable ({type(e).__name__}: {e})") from None
-    return replace(base, context=context, context_hash=bytes.fromhex(digest[:16]))
+    return replace(base, context=prior, context_hash=bytes.fromhex(digest[:16]))
 
 
 def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedModel:

@@ -58,19 +58,20 @@ def test_extreme_weights_still_round_trip(synthetic_prior):
     assert 32 * len(words) <= 4 * 24 * idx.size + 64  # at most 4 coded symbols of ≤ 24 bits per token
 
 
+@pytest.mark.parametrize("subspaces", [2, 1], ids=["one-stage", "two-stages"])
 @pytest.mark.parametrize("g", [0, 1])
-def test_features_read_only_what_the_decoder_already_has(g):
+def test_features_read_only_what_the_decoder_already_has(g, subspaces):
     rng = np.random.default_rng(3)
     h, w = 7, 9
     vec = lattice.index_to_vector(rng.integers(0, lattice.NUM_POINTS, (2, h, w)))
     for p in range(len(context.PASSES)):
-        ref = context.features(vec, g, p)
+        ref = context.features(vec, g, p, subspaces)
         garbled = vec.copy()
         garbled[g + 1:] = 99  # later groups
         for later in range(p, len(context.PASSES)):  # this and later passes of group g
             ys, xs = context.pass_positions(h, w, later)
             garbled[g, ys, xs] = -99
-        assert (context.features(garbled, g, p) == ref).all()
+        assert (context.features(garbled, g, p, subspaces) == ref).all()
     # every position is coded in exactly one pass
     cover = np.zeros((h, w), int)
     for p in range(len(context.PASSES)):
@@ -79,17 +80,85 @@ def test_features_read_only_what_the_decoder_already_has(g):
     assert (cover == 1).all()
 
 
-def test_tilts_are_the_linear_map_of_the_features(synthetic_prior):
+@pytest.mark.parametrize("subspaces", [2, 1], ids=["one-stage", "two-stages"])
+def test_tilts_are_the_linear_map_of_the_features(synthetic_prior, subspaces):
     """The fused kernel equals floor(features · weights / 2^SHIFT) computed the plain way, in exact integers."""
     from leechcodec.conditional import SHIFT
 
     w = small_weights(scale=32767)
-    cp = ConditionalPrior(w, synthetic_prior.freqs)
+    cp = ConditionalPrior(w, synthetic_prior.freqs, subspaces)
     vec = lattice.index_to_vector(np.random.default_rng(4).integers(0, lattice.NUM_POINTS, (2, 6, 7)))
     for g in range(2):
         for p in range(len(context.PASSES)):
-            plain = context.features(vec, g, p).astype(np.int64) @ w[g, p].T.astype(np.int64)
+            plain = context.features(vec, g, p, subspaces).astype(np.int64) @ w[g, p].T.astype(np.int64)
             assert (cp.tilts(vec, g, p) == plain >> SHIFT).all()
+
+
+def test_earlier_stage_slots_hold_the_refined_token():
+    """With residual stages, a token sees the token of its subspace's earlier stage at its own position (vector and
+    |vector|); in a one-stage model those slots stay empty."""
+    rng = np.random.default_rng(5)
+    vec = lattice.index_to_vector(rng.integers(0, lattice.NUM_POINTS, (2, 5, 6)))
+    first = context.LEGACY_SLOTS * 2 * lattice.DIM  # the first earlier-stage slot (k = 1)
+    for p in range(len(context.PASSES)):
+        ys, xs = context.pass_positions(5, 6, p)
+        staged = context.features(vec, 1, p, subspaces=1)[:, first: first + 2 * lattice.DIM]
+        assert (staged[:, : lattice.DIM] == vec[0, ys, xs]).all()
+        assert (staged[:, lattice.DIM:] == np.abs(vec[0, ys, xs])).all()
+        assert not context.features(vec, 1, p, subspaces=2)[:, first:-1].any()
+        assert not context.features(vec, 0, p, subspaces=1)[:, first:-1].any()  # no earlier stage
+
+
+def test_legacy_weights_code_as_before(synthetic_prior):
+    """A prior fitted before the earlier-stage slots (LEGACY_NUM_FEATURES) codes exactly as the same weights with
+    zeros on those slots, whatever the model's stages; nonzero stage weights round-trip and change the code."""
+    legacy = small_weights()[..., : context.LEGACY_NUM_FEATURES].copy()
+    legacy[..., -1] = small_weights()[..., -1]
+    padded = np.zeros_like(small_weights())
+    padded[..., : context.LEGACY_SLOTS * 2 * lattice.DIM] = legacy[..., :-1]
+    padded[..., -1] = legacy[..., -1]
+    idx = sample(synthetic_prior, (5, 6), seed=6)
+    words, bits = ConditionalPrior(legacy, synthetic_prior.freqs, 1).encode(idx)
+    assert np.array_equal(ConditionalPrior(padded, synthetic_prior.freqs, 1).encode(idx)[0], words)
+    assert np.array_equal(ConditionalPrior(legacy, synthetic_prior.freqs).encode(idx)[0], words)
+    staged = ConditionalPrior(small_weights(), synthetic_prior.freqs, 1)
+    words2, bits2 = staged.encode(idx)
+    assert (staged.decode(words2, 2, 5, 6) == idx).all() and bits2 != bits
+
+
+def _context_file(tmp_path, blob) -> Path:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    data = buf.getvalue()
+    path = tmp_path / f"m-ctx-{hashlib.sha256(data).hexdigest()[:8]}.pt"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_context_file_formats_load_and_mismatched_shapes_are_refused(default_model, tmp_path, fmt):
+    """Format 1 files hold LEGACY_NUM_FEATURES features, format 2 files NUM_FEATURES; either loads, and a file whose
+    weights do not have its format's shape is refused with a clear error."""
+    import torch
+
+    from leechcodec.zoo import ModelError, load_context_file
+
+    base = default_model.weights_hash.hex()
+    groups = default_model.config.groups
+    shape = {1: context.LEGACY_NUM_FEATURES, 2: context.NUM_FEATURES}
+    for features, ok in ((shape[fmt], True), (shape[3 - fmt], False)):
+        w = torch.zeros(groups, len(context.PASSES), OUTPUTS, features, dtype=torch.int16)
+        blob = {"format": fmt, "model_id": default_model.model_id, "base_sha256": base, "weights": w}
+        path = _context_file(tmp_path, blob)
+        if ok:
+            assert load_context_file(path, default_model).context.subspaces == default_model.config.subspaces
+        else:
+            with pytest.raises(ModelError, match=f"format {fmt} has {shape[fmt]} features"):
+                load_context_file(path, default_model)
 
 
 def test_garbage_payload_decodes_or_fails_cleanly(synthetic_prior):
@@ -108,6 +177,8 @@ def test_bad_weights_rejected(synthetic_prior):
         ConditionalPrior(np.zeros((2, 3, OUTPUTS, 5), np.int16), synthetic_prior.freqs)
     with pytest.raises(ValueError, match="groups"):
         ConditionalPrior(small_weights(groups=3), synthetic_prior.freqs)
+    with pytest.raises(ValueError, match="subspaces"):
+        ConditionalPrior(small_weights(), synthetic_prior.freqs, subspaces=3)
 
 
 # ---------------------------------------------------------------------------------------------- shipped model
