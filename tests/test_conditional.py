@@ -214,9 +214,10 @@ def test_conditional_files_are_format_2_and_cost_less(default_model, photo):
     assert (h2.version, h1.version) == (2, 1) and h2.prior_hash == default_model.context_hash
     assert (parse(ctx.data)[2] == parse(static.data)[2]).all()  # the same tokens, coded two ways
     assert np.array_equal(np.asarray(leechcodec.decompress(ctx.data)), np.asarray(leechcodec.decompress(static.data)))
-    # the trained context model must pay off on a natural picture: at least 3% fewer bits (the default's prior saves
-    # 2.4% on held-out training images over all groups; on this photo leech-rs4a-s16g12 saves 4.6%, rs3z 4.7%)
-    assert ctx.information_bits < 0.97 * static.information_bits, (ctx.information_bits, static.information_bits)
+    # the trained context model must pay off on a natural picture: at least 7% fewer bits at the top quality. The
+    # default's format-2 prior (earlier-stage slots) saves 7.7% on held-out training images over all groups and 9.9%
+    # on this photo (5,860 against 6,501 bits); its format-1 prior before it saved 2.4% and 4.6% (6,204 bits)
+    assert ctx.information_bits < 0.93 * static.information_bits, (ctx.information_bits, static.information_bits)
 
 
 @needs_context
