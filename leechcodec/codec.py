@@ -31,7 +31,7 @@ from leechcodec import allocation as alloc
 from leechcodec import bitstream
 from leechcodec.imageio import read_image
 from leechcodec.refine import refine_tokens
-from leechcodec.zoo import LoadedModel, load_model
+from leechcodec.zoo import LoadedModel, ModelError, former_context, load_model
 
 
 @dataclass(frozen=True)
@@ -341,10 +341,13 @@ def parse(data: bytes, device: str = "cpu") -> tuple[bitstream.Header, LoadedMod
     if model.gains is not None:
         gain_words, words = _split_stream(words, "gain")
     if header.prior_hash is not None:
-        if model.context is None or header.prior_hash != model.context_hash:
-            have = model.context_hash.hex() if model.context is not None else "none"
-            raise bitstream.FormatError(f"file needs conditional prior {header.prior_hash.hex()} of model "
-                                        f"{header.model_id!r}, which is not available (have {have})")
+        if header.prior_hash != model.context_hash:
+            try:  # written with a conditional prior the model shipped with before its current one
+                model = former_context(header.model_id, header.prior_hash, device)
+            except ModelError as e:
+                have = model.context_hash.hex() if model.context is not None else "none"
+                raise bitstream.FormatError(f"file needs conditional prior {header.prior_hash.hex()} of model "
+                                            f"{header.model_id!r}, which is not available (have {have}; {e})") from None
     # Under the static prior no symbol costs less than −log2(max p): a payload shorter than that cannot hold the
     # declared image. Checked before anything of the image's size is allocated.
     elif 32 * len(words) + 64 < model.prior.min_bits(header.groups, h * w):

@@ -5,7 +5,10 @@ it loads with ``torch.load(weights_only=True)`` and holds the config, the state 
 static prior, and for a gain–shape model the gain prior) and training metadata. ``models/zoo.json`` lists the shipped
 models (id, file, Kodak numbers) and names the default. An entry with ``"retired": "<commit>"`` is a model whose
 files were taken out of the tree to keep the checkout small; they stay in git history at that commit, and loading it
-says how to restore them (once restored, it loads as before).
+says how to restore them (once restored, it loads as before). An entry's ``"former_context_priors"`` lists the
+conditional priors it shipped with before its current one (file, sha256, and the commit whose tree still holds the
+file): files written with one of them still decode, once that prior file is back in the models folder
+(``former_context``).
 The models folder is ``$LEECHCODEC_MODELS`` if set, else ``models/`` next to the package.
 """
 
@@ -184,7 +187,7 @@ def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedM
 
 
 @lru_cache(maxsize=8)
-def _load_cached(model_id: str, device: str) -> LoadedModel:
+def _load_cached(model_id: str, device: str, folder: str) -> LoadedModel:  # folder: models_dir(), part of the key
     reg = _registry()["models"]
     if model_id not in reg:
         raise ValueError(f"unknown model {model_id!r}: valid models are {', '.join(sorted(reg))}")
@@ -203,9 +206,30 @@ def _load_cached(model_id: str, device: str) -> LoadedModel:
     return loaded
 
 
+def former_context(model_id: str, prior_hash: bytes, device: str = "cpu") -> LoadedModel:
+    """The shipped model with the former conditional prior whose SHA-256 starts with prior_hash (8 bytes, as in a
+    file's header): for files written before the model's prior was refitted. Raises ModelError when the registry
+    names no such prior, or, naming the command that restores it, when its file is not in the models folder."""
+    return _former_cached(model_id, prior_hash, str(device), str(models_dir()))
+
+
+@lru_cache(maxsize=8)
+def _former_cached(model_id: str, prior_hash: bytes, device: str, folder: str) -> LoadedModel:
+    for former in _registry()["models"].get(model_id, {}).get("former_context_priors", []):
+        if bytes.fromhex(former["sha256"][:16]) == prior_hash:
+            path = models_dir() / former["file"]
+            if not path.is_file():
+                raise ModelError(f"it is a former conditional prior of {model_id}, not in {models_dir()}; "
+                                 f"restore it from git history with: git checkout {former['retired']} -- "
+                                 f"models/{former['file']}")
+            base = load_model(model_id, device)
+            return load_context_file(path, replace(base, context=None, context_hash=None))
+    raise ModelError(f"model {model_id} has no conditional prior {prior_hash.hex()}")
+
+
 def load_model(model_id: str | None = None, device: str = "cpu") -> LoadedModel:
     """A shipped model by id (default: the registry's default), verified and cached per device."""
-    return _load_cached(model_id or default_model_id(), str(device))
+    return _load_cached(model_id or default_model_id(), str(device), str(models_dir()))
 
 
 def record_kodak(model_id: str, result: dict) -> None:

@@ -123,6 +123,48 @@ def test_retired_model_says_how_to_restore_it(runner, tmp_path, png, monkeypatch
     assert r.exit_code == 0, r.output
 
 
+def test_files_of_a_former_conditional_prior_still_decode(runner, png, tmp_path, monkeypatch):
+    """After a model's conditional prior is refitted, files written with the old one decode once its file is back
+    (the registry lists it under former_context_priors); without it, one line names the git command that restores
+    it, and no output is written."""
+    import hashlib
+    import io
+    import json
+
+    import torch
+
+    from leechcodec import context, zoo
+    from leechcodec.conditional import OUTPUTS
+
+    mid = "leech-gdn-s16g12"  # the test suite's model, with its shipped (format-1) prior
+    real = zoo.models_dir()
+    entry = json.loads((real / "zoo.json").read_text())["models"][mid]
+    lsq, first, again = tmp_path / "a.lsq", tmp_path / "a.png", tmp_path / "b.png"
+    assert runner.invoke(main, ["encode", str(png), "-m", mid, "-q", "3", "-o", str(lsq)]).exit_code == 0
+    assert runner.invoke(main, ["decode", str(lsq), "-o", str(first)]).exit_code == 0
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / entry["file"]).symlink_to(real / entry["file"])
+    refit = torch.zeros(entry["groups_for_quality"][-1], len(context.PASSES), OUTPUTS, context.NUM_FEATURES,
+                        dtype=torch.int16)  # a stand-in for a refitted prior (zero tilts), format 2
+    buf = io.BytesIO()
+    torch.save({"format": 2, "model_id": mid, "base_sha256": entry["sha256"], "weights": refit}, buf)
+    sha = hashlib.sha256(buf.getvalue()).hexdigest()
+    (folder / f"{mid}-ctx-{sha[:8]}.pt").write_bytes(buf.getvalue())
+    refitted = dict(entry, context_prior={"file": f"{mid}-ctx-{sha[:8]}.pt", "sha256": sha},
+                    former_context_priors=[dict(entry["context_prior"], retired="abc1234")])
+    (folder / "zoo.json").write_text(json.dumps({"default": mid, "models": {mid: refitted}}))
+    monkeypatch.setenv("LEECHCODEC_MODELS", str(folder))  # loaded models are cached per folder: nothing crosses over
+    r = runner.invoke(main, ["decode", str(lsq), "-o", str(again)])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and not again.exists()
+    assert f"git checkout abc1234 -- models/{entry['context_prior']['file']}" in r.output
+    (folder / entry["context_prior"]["file"]).symlink_to(real / entry["context_prior"]["file"])
+    r = runner.invoke(main, ["decode", str(lsq), "-o", str(again)])
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(first)))
+
+
 def test_decompression_bomb_refused(runner, tmp_path, monkeypatch):
     path = tmp_path / "big.png"
     Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(path)
