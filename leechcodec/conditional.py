@@ -335,7 +335,8 @@ class ConditionalPrior:
         shape = (len(context.PASSES), OUTPUTS, context.NUM_FEATURES)
         legacy = (len(context.PASSES), OUTPUTS, context.LEGACY_NUM_FEATURES)
         if w.ndim != 4 or w.shape[1:] not in (shape, legacy) or w.dtype.kind != "i":
-            raise ValueError(f"conditional prior weights must be integers [G, {', '.join(map(str, shape))}]")
+            raise ValueError(f"conditional prior weights must be integers [G, {', '.join(map(str, shape))}] "
+                             f"(or {legacy[-1]} features, format 1)")
         if np.abs(w.astype(np.int64)).max(initial=0) > 32767:
             raise ValueError("conditional prior weights out of range")  # keeps every sum inside int32
         if freqs.shape != (w.shape[0], NUM_SYMBOLS):
