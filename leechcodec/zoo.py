@@ -186,6 +186,11 @@ def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedM
                        gains=gains)
 
 
+def _restore_hint(commit: str, files: list[str]) -> str:
+    """The line that brings files of models/ back from the git commit that still holds them."""
+    return f"restore them from git history with: git checkout {commit} -- " + " ".join(f"models/{f}" for f in files)
+
+
 @lru_cache(maxsize=8)
 def _load_cached(model_id: str, device: str, folder: str) -> LoadedModel:  # folder: models_dir(), part of the key
     reg = _registry()["models"]
@@ -195,9 +200,8 @@ def _load_cached(model_id: str, device: str, folder: str) -> LoadedModel:  # fol
     files = [entry["file"]] + ([entry["context_prior"]["file"]] if "context_prior" in entry else [])
     missing = [f for f in files if not (models_dir() / f).is_file()]
     if entry.get("retired") and missing:
-        raise ModelError(f"model {model_id} is retired: its files are not in {models_dir()}; restore them from git "
-                         f"history with: git checkout {entry['retired']} -- "
-                         + " ".join(f"models/{f}" for f in missing))
+        raise ModelError(f"model {model_id} is retired: its files are not in {models_dir()}; "
+                         + _restore_hint(entry["retired"], missing))
     loaded = load_weights_file(models_dir() / entry["file"], device)
     if "context_prior" in reg[model_id]:
         loaded = load_context_file(models_dir() / reg[model_id]["context_prior"]["file"], loaded)
@@ -220,8 +224,7 @@ def _former_cached(model_id: str, prior_hash: bytes, device: str, folder: str) -
             path = models_dir() / former["file"]
             if not path.is_file():
                 raise ModelError(f"it is a former conditional prior of {model_id}, not in {models_dir()}; "
-                                 f"restore it from git history with: git checkout {former['retired']} -- "
-                                 f"models/{former['file']}")
+                                 + _restore_hint(former["retired"], [former["file"]]))
             base = load_model(model_id, device)
             return load_context_file(path, replace(base, context=None, context_hash=None))
     raise ModelError(f"model {model_id} has no conditional prior {prior_hash.hex()}")
