@@ -4,7 +4,9 @@
 One run trains one variable-rate model: each sample keeps the leading token groups of a randomly drawn quality level
 (ordered groups), so one set of weights serves every quality level. Loss = mean over the batch of log10(MSE) on
 [0, 255] RGB, i.e. minus the mean PSNR / 10, which weighs every rate point alike. The rate of a static prior is not
-differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py.
+differentiable through the arg-max quantizer; the prior is fitted afterwards by bin/export_model.py. --rate-weight λ
+adds λ × a differentiable stand-in for it, the mean proxy bits of a kept token (leechcodec.rate_proxy: a vMF mixture
+per token group, fitted alongside), so that the encoder learns what its tokens cost.
 
 The shipped models came from (2-core CPUs; fp32 unless --bf16 is shown). leech-rs4a-s16g12 (the default): the
 shipped leech-rs3z-s16g12 trained 22,000 steps more with a warm restart (Adam 1e-4) and bfloat16 autocast, one
@@ -212,6 +214,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leechcodec.model import LeechAutoencoder, ModelConfig
+from leechcodec.quantizer import DIM
+from leechcodec.rate_proxy import DirectionRateProxy
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
@@ -221,13 +225,19 @@ def is_validation(name: str, fraction: float = 0.015) -> bool:
     return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) < fraction * 2**32
 
 
+def load_image(path: Path) -> Image.Image:
+    """One training photo as training sees it: RGB, sunhays_* photos halved to hide JPEG artefacts."""
+    img = Image.open(path).convert("RGB")
+    if path.name.startswith("sunhays_"):
+        img = img.resize((img.width // 2, img.height // 2), Image.BICUBIC)
+    return img
+
+
 def load_images(folder: Path, min_side: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Decode every image once into uint8 HWC arrays; sunhays_* photos are halved to hide JPEG artefacts."""
+    """Decode every image once into uint8 HWC arrays (load_image), split into (training, validation)."""
     train, val = [], []
     for path in sorted(folder.glob("*.jp*g")):
-        img = Image.open(path).convert("RGB")
-        if path.name.startswith("sunhays_"):
-            img = img.resize((img.width // 2, img.height // 2), Image.BICUBIC)
+        img = load_image(path)
         if min(img.size) < min_side:
             continue
         (val if is_validation(path.name) else train).append(np.asarray(img))
@@ -347,6 +357,26 @@ def forward_mse(model: LeechAutoencoder, x: torch.Tensor, keep: torch.Tensor, bl
     return out, ((out["x_hat"].float() - x) ** 2).mean(dim=(1, 2, 3))
 
 
+def token_directions(model: LeechAutoencoder, out: dict, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unit direction every token quantized, with a gradient to the encoder, and which tokens a sample keeps:
+    (u [N, G, 24] float32, kept [N, G] float, N = B·h·w positions). A residual stage's direction is that of what
+    the earlier stages left (their quantized vectors held fixed), as in ``LeechAutoencoder._quantize_stages``."""
+    cfg = model.cfg
+    y = out["y"].float()
+    if cfg.stages > 1:
+        vectors = model.quantizer.indices_to_codes(out["indices"]) * model.gain_values(out["gain_symbols"])
+        width, parts, residual = DIM * cfg.subspaces, [], y
+        for t in range(cfg.stages):
+            parts.append(residual)
+            residual = residual - math.sqrt(DIM) * vectors[:, t * width:(t + 1) * width]
+        y = torch.cat(parts, dim=1)  # stage-major, as the tokens are ordered
+    b, _, h, w = y.shape
+    v = y.reshape(b, cfg.groups, DIM, h, w).permute(0, 3, 4, 1, 2).reshape(-1, cfg.groups, DIM)
+    u = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    kept = (torch.arange(cfg.groups, device=keep.device)[None, :] < keep[:, None]).float()
+    return u, kept.repeat_interleave(h * w, dim=0)
+
+
 def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -386,6 +416,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rate-weight", type=float, default=0.0,
+                   help="λ: add λ × the mean proxy bits of a kept token (rate_proxy: a vMF mixture per token group, "
+                        "fitted alongside) to the loss, so the encoder learns what its tokens cost (0: distortion only)")
+    p.add_argument("--rate-components", type=int, default=256, help="vMF components per token group in the proxy")
+    p.add_argument("--rate-ramp", type=int, default=500, help="steps over which --rate-weight ramps up from 0")
+    p.add_argument("--rate-lr", type=float, default=3e-3, help="Adam learning rate of the proxy's mixtures")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--bf16", action="store_true",
@@ -411,6 +447,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.bf16:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    # the rate proxy is fitted by maximum likelihood to the directions, on its own optimizer and constant rate
+    proxy = DirectionRateProxy(cfg.groups, args.rate_components, seed=args.seed).to(device) if args.rate_weight else None
+    proxy_opt = torch.optim.Adam(proxy.parameters(), lr=args.rate_lr) if proxy else None
     step, elapsed = 0, 0.0
     rng = random.Random(args.seed)
     if ckpt_path.exists():
@@ -420,6 +459,11 @@ def main(argv: list[str] | None = None) -> None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed = ckpt["step"], ckpt["elapsed"]
+        if proxy is not None:
+            if "rate_proxy" not in ckpt:
+                raise SystemExit(f"{ckpt_path} was trained without --rate-weight; use another --out")
+            proxy.load_state_dict(ckpt["rate_proxy"])
+            proxy_opt.load_state_dict(ckpt["rate_optimizer"])
         rng.setstate(ckpt["rng"])
         torch.set_rng_state(ckpt["torch_rng"])
         print(f"resumed from {ckpt_path} at step {step}")
@@ -441,11 +485,12 @@ def main(argv: list[str] | None = None) -> None:
     writer = csv.writer(log)
     if new_log:
         writer.writerow(["step", "elapsed_s", "lr", "loss", "psnr", "distinct_codes", "code_entropy_bits"] +
-                        [f"val_psnr_q{q}" for q in range(1, len(qualities) + 1)])
+                        [f"val_psnr_q{q}" for q in range(1, len(qualities) + 1)] + ["proxy_bits"])
 
     def save() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
+        extra = {"rate_proxy": proxy.state_dict(), "rate_optimizer": proxy_opt.state_dict()} if proxy else {}
+        torch.save(extra | {"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "step": step, "elapsed": elapsed, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
                     "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}, tmp)
         tmp.replace(ckpt_path)
@@ -455,7 +500,7 @@ def main(argv: list[str] | None = None) -> None:
     draw_from = qualities if args.keep_draw == "qualities" else range(1, cfg.groups + 1)
     keep_choices = torch.tensor([k for k in draw_from if k >= args.min_keep])
     model.train()
-    t_last, psnr_acc, loss_acc, n_acc = time.time(), 0.0, 0.0, 0
+    t_last, psnr_acc, loss_acc, bits_acc, n_acc = time.time(), 0.0, 0.0, 0.0, 0
     deadline = time.time() + args.max_minutes * 60 if args.max_minutes > 0 else math.inf
     while step < args.steps:
         for group in opt.param_groups:
@@ -467,6 +512,16 @@ def main(argv: list[str] | None = None) -> None:
         blend = min(1.0, step / args.blend_steps) if args.blend_steps else 1.0
         out, mse = forward_mse(model, x, keep, blend, args.bf16)
         loss = torch.log10(mse.clamp_min(1e-10)).mean()
+        if proxy is not None:
+            u, kept = token_directions(model, out, keep)
+            token_bits = proxy.bits(u, detach_params=True)  # gradient to the encoder only
+            rate = (token_bits * kept).sum() / kept.sum()
+            loss = loss + args.rate_weight * min(1.0, (step + 1) / max(1, args.rate_ramp)) * rate
+            fit = proxy.bits(u.detach()).mean()  # gradient to the mixtures only
+            proxy_opt.zero_grad(set_to_none=True)
+            fit.backward()
+            proxy_opt.step()
+            bits_acc += rate.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -486,14 +541,17 @@ def main(argv: list[str] | None = None) -> None:
             row = {"step": step, "elapsed_s": round(elapsed, 1), "lr": f"{opt.param_groups[0]['lr']:.2e}",
                    "loss": round(loss_acc / n_acc, 4), "psnr": round(psnr_acc / n_acc, 3),
                    "distinct_codes": len(counts), "code_entropy_bits": round(entropy, 2)}
+            if proxy is not None:
+                row["proxy_bits"] = round(bits_acc / n_acc, 3)
             if step % args.val_every == 0 or step == args.steps or out_of_time:
                 row |= {k: round(v, 3) for k, v in validate(model, val_imgs, device).items()}
             print(" ".join(f"{k}={v}" for k, v in row.items()) + f" steps/s={n_acc / (now - t_last):.2f}", flush=True)
             writer.writerow([row.get(k, "") for k in ["step", "elapsed_s", "lr", "loss", "psnr", "distinct_codes",
                                                       "code_entropy_bits"]] +
-                            [row.get(f"val_psnr_q{q}", "") for q in range(1, len(qualities) + 1)])
+                            [row.get(f"val_psnr_q{q}", "") for q in range(1, len(qualities) + 1)] +
+                            [row.get("proxy_bits", "")])
             log.flush()
-            t_last, psnr_acc, loss_acc, n_acc = now, 0.0, 0.0, 0
+            t_last, psnr_acc, loss_acc, bits_acc, n_acc = now, 0.0, 0.0, 0.0, 0
         if step % args.ckpt_every == 0 or step == args.steps or out_of_time:
             save()
         if out_of_time:

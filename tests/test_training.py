@@ -240,3 +240,43 @@ def test_residual_stage_model_from_a_wider_run_exports_and_round_trips(tmp_path,
     with torch.no_grad():  # the training pass with both tokens kept: what the decoder must reproduce
         x_hat = model.net(x, keep=torch.tensor([2]))["x_hat"].clamp(0, 1)[0].permute(1, 2, 0).numpy()
     assert np.abs(decoded - np.round(x_hat * 255)).max() <= 1
+
+
+def test_rate_term_fits_its_proxy_logs_it_and_resumes(tmp_path):
+    """--rate-weight: the proxy's mixtures travel in the checkpoint, its bits reach the log, and a run started
+    without the rate term cannot be resumed with it."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    _toy_data(data)
+    rate = ["--gain-levels", "11", "--gain-log2-min", "-4.5", "--stages", "2", "--rate-weight", "0.1",
+            "--rate-components", "4", "--rate-ramp", "1"]
+    train.main(["--out", str(run), "--data", str(data), "--steps", "2", *rate, *TINY])
+    first = torch.load(run / "checkpoint.pt", weights_only=False)["rate_proxy"]
+    train.main(["--out", str(run), "--data", str(data), "--steps", "4", *rate, *TINY])
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 4 and ckpt["rate_proxy"]["mean_dirs"].shape == (2, 4, 24)
+    assert not torch.equal(first["mean_dirs"], ckpt["rate_proxy"]["mean_dirs"])  # the mixtures kept learning
+    rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
+    assert [r["step"] for r in rows] == ["2", "4"] and all(10 < float(r["proxy_bits"]) < 25 for r in rows)
+
+    plain = tmp_path / "plain"
+    train.main(["--out", str(plain), "--data", str(data), "--steps", "2", *TINY])
+    with pytest.raises(SystemExit, match="trained without --rate-weight"):
+        train.main(["--out", str(plain), "--data", str(data), "--steps", "4", "--rate-weight", "0.1", *TINY])
+
+
+def test_token_directions_are_the_directions_the_quantizer_snapped():
+    """The rate term must price the directions the tokens actually took: quantizing token_directions' output gives
+    the training pass's indices, residual stages included, and only a sample's kept tokens count."""
+    torch.manual_seed(0)
+    model = LeechAutoencoder(ModelConfig(arch="gdn", widths=(8, 8, 8), groups=6, stages=3, gain_levels=11,
+                                         gain_log2_min=-4.5, groups_for_quality=(1, 3, 6)))
+    x = torch.rand(2, 3, 64, 64)
+    keep = torch.tensor([1, 4])
+    out = model(x, keep=keep)
+    u, kept = train.token_directions(model, out, keep)
+    assert u.shape == (2 * 4 * 4, 6, 24) and u.requires_grad
+    found = model.quantizer.search(u.detach().reshape(-1, 24)).reshape(2, 4, 4, 6).permute(0, 3, 1, 2)
+    assert torch.equal(found, out["indices"])
+    assert kept.shape == (32, 6) and kept[:16].sum() == 16 and kept[16:].sum() == 16 * 4
+    u[kept.bool()].sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.g_a.parameters())
