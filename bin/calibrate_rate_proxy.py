@@ -28,31 +28,37 @@ from leechcodec import lattice
 from leechcodec.rate_proxy import CELL_KAPPA, LOG2_CELL_AREA, DirectionRateProxy, log_vmf_normalizer
 
 
+def calibrate(kappa: float, samples: int, rng: np.random.Generator) -> tuple[int, float, float, float]:
+    """vMF(κ) samples on S^23 → (codes they use, the plug-in entropy of those codes, mean proxy bits, mean bits of
+    the bare density), bits per token."""
+    mu = np.zeros(lattice.DIM)
+    mu[0] = 1.0
+    u = vonmises_fisher(mu, kappa).rvs(samples, random_state=rng).astype(np.float32)
+    _, counts = np.unique(lattice.quantize(u), return_counts=True)
+    freq = counts / counts.sum()
+    proxy = DirectionRateProxy(groups=1, components=1, kappa_init=kappa)
+    with torch.no_grad():
+        proxy.mean_dirs.zero_()
+        proxy.mean_dirs[0, 0, 0] = 1.0
+        bits = float(proxy.bits(torch.from_numpy(u)[:, None]).mean())
+        k = torch.tensor(kappa, dtype=torch.float64)
+        bare = float((-(log_vmf_normalizer(k) + k * torch.from_numpy(u[:, 0]).double()) / math.log(2)).mean()
+                     - LOG2_CELL_AREA)
+    return len(counts), float(-(freq * np.log2(freq)).sum()), bits, bare
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--samples", type=int, default=400_000)
     p.add_argument("--kappas", default="10,17,25,40,80")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    mu = np.zeros(lattice.DIM)
-    mu[0] = 1.0
     rng = np.random.default_rng(args.seed)
     print(f"CELL_KAPPA = {CELL_KAPPA:g}; bits per token, mean over {args.samples:,} samples")
     print("| κ | codes used | code entropy | proxy | bare density |\n|---|---|---|---|---|")
     for kappa in (float(k) for k in args.kappas.split(",")):
-        u = vonmises_fisher(mu, kappa).rvs(args.samples, random_state=rng).astype(np.float32)
-        _, counts = np.unique(lattice.quantize(u), return_counts=True)
-        freq = counts / counts.sum()
-        entropy = float(-(freq * np.log2(freq)).sum())
-        proxy = DirectionRateProxy(groups=1, components=1, kappa_init=kappa)
-        with torch.no_grad():
-            proxy.mean_dirs.zero_()
-            proxy.mean_dirs[0, 0, 0] = 1.0
-            bits = float(proxy.bits(torch.from_numpy(u)[:, None]).mean())
-            k = torch.tensor(kappa, dtype=torch.float64)
-            bare = float((-(log_vmf_normalizer(k) + k * torch.from_numpy(u[:, 0]).double()) / math.log(2)).mean()
-                         - LOG2_CELL_AREA)
-        print(f"| {kappa:g} | {len(counts):,} | {entropy:.2f} | {bits:.2f} | {bare:.2f} |", flush=True)
+        used, entropy, bits, bare = calibrate(kappa, args.samples, rng)
+        print(f"| {kappa:g} | {used:,} | {entropy:.2f} | {bits:.2f} | {bare:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from leechcodec import lattice
 from leechcodec.rate_proxy import LOG2_CELL_AREA, DirectionRateProxy, log_bessel_i, log_vmf_normalizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bin"))
+import calibrate_rate_proxy  # noqa: E402
 
 
 def _log_bessel_series(nu: float, kappa: float, terms: int = 4000) -> float:
@@ -67,22 +72,8 @@ def test_gradients_reach_the_directions_or_the_mixtures_as_asked():
 def test_a_sharp_component_is_priced_at_what_its_codes_cost():
     """The cell blur (CELL_KAPPA): a component's samples cost about the entropy of their Leech codes, where the bare
     density would claim several bits fewer (the phantom bits a first training run learned to buy)."""
-    from scipy.stats import vonmises_fisher
-
-    mu = np.zeros(lattice.DIM)
-    mu[0] = 1.0
     rng = np.random.default_rng(0)
     for kappa in (25.0, 40.0):
-        u = vonmises_fisher(mu, kappa).rvs(200_000, random_state=rng).astype(np.float32)
-        _, counts = np.unique(lattice.quantize(u), return_counts=True)
-        p = counts / counts.sum()
-        code_entropy = float(-(p * np.log2(p)).sum())
-        proxy = DirectionRateProxy(groups=1, components=1, kappa_init=kappa)
-        with torch.no_grad():
-            proxy.mean_dirs.zero_()
-            proxy.mean_dirs[0, 0, 0] = 1.0
-            bits = float(proxy.bits(torch.from_numpy(u)[:, None]).mean())
-            bare = float(-(log_vmf_normalizer(torch.tensor(kappa)) + kappa * torch.from_numpy(u[:, 0])).mean()
-                         / math.log(2) - LOG2_CELL_AREA)
+        _, code_entropy, bits, bare = calibrate_rate_proxy.calibrate(kappa, 200_000, rng)
         assert abs(bits - code_entropy) < 0.6
         assert bare < code_entropy - 2.5
