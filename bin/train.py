@@ -422,6 +422,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate-components", type=int, default=256, help="vMF components per token group in the proxy")
     p.add_argument("--rate-ramp", type=int, default=500, help="steps over which --rate-weight ramps up from 0")
     p.add_argument("--rate-lr", type=float, default=3e-3, help="Adam learning rate of the proxy's mixtures")
+    p.add_argument("--freeze-synthesis", action="store_true",
+                   help="train the analysis transform only: the decoder's weights stay those of --init-from or the"
+                        " checkpoint (it still passes gradients back to the latent)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--bf16", action="store_true",
@@ -446,7 +449,9 @@ def main(argv: list[str] | None = None) -> None:
     model = LeechAutoencoder(cfg).to(device)
     if args.bf16:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if args.freeze_synthesis:
+        model.g_s.requires_grad_(False)
+    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=args.lr)
     # the rate proxy is fitted by maximum likelihood to the directions, on its own optimizer and constant rate
     proxy = DirectionRateProxy(cfg.groups, args.rate_components, seed=args.seed).to(device) if args.rate_weight else None
     proxy_opt = torch.optim.Adam(proxy.parameters(), lr=args.rate_lr) if proxy else None
@@ -456,6 +461,9 @@ def main(argv: list[str] | None = None) -> None:
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ModelConfig.from_dict(ckpt["config"]) != cfg:
             raise SystemExit(f"{ckpt_path} was trained with another config; use another --out")
+        if ckpt["args"].get("freeze_synthesis", False) != args.freeze_synthesis:
+            raise SystemExit(f"{ckpt_path} was trained {'without' if args.freeze_synthesis else 'with'}"
+                             " --freeze-synthesis; use another --out")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed = ckpt["step"], ckpt["elapsed"]

@@ -264,6 +264,29 @@ def test_rate_term_fits_its_proxy_logs_it_and_resumes(tmp_path):
         train.main(["--out", str(plain), "--data", str(data), "--steps", "4", "--rate-weight", "0.1", *TINY])
 
 
+def test_freeze_synthesis_trains_the_encoder_only_and_refuses_a_mixed_resume(tmp_path):
+    """--freeze-synthesis: the decoder's weights are bit for bit those the run started from, the encoder's move, and
+    a checkpoint cannot switch between the two."""
+    data, base, run = tmp_path / "data", tmp_path / "base", tmp_path / "run"
+    _toy_data(data)
+    train.main(["--out", str(base), "--data", str(data), "--steps", "2", *TINY])
+    start = torch.load(base / "checkpoint.pt", weights_only=False)["model"]
+    init = ["--init-from", str(base / "checkpoint.pt"), "--lr", "1e-2"]
+    train.main(["--out", str(run), "--data", str(data), "--steps", "2", "--freeze-synthesis", *init, *TINY])
+    train.main(["--out", str(run), "--data", str(data), "--steps", "4", "--freeze-synthesis", *init, *TINY])
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 4
+    decoder = [k for k in start if k.startswith("g_s.")]
+    net = LeechAutoencoder(ModelConfig.from_dict(ckpt["config"]))
+    encoder = [k for k, _ in net.named_parameters() if k.startswith("g_a.")]
+    assert decoder and all(torch.equal(start[k], ckpt["model"][k]) for k in decoder)
+    assert all(not torch.equal(start[k], ckpt["model"][k]) for k in encoder)
+    with pytest.raises(SystemExit, match="trained with --freeze-synthesis"):
+        train.main(["--out", str(run), "--data", str(data), "--steps", "6", *init, *TINY])
+    with pytest.raises(SystemExit, match="trained without --freeze-synthesis"):
+        train.main(["--out", str(base), "--data", str(data), "--steps", "4", "--freeze-synthesis", *TINY])
+
+
 def test_token_directions_are_the_directions_the_quantizer_snapped():
     """The rate term must price the directions the tokens actually took: quantizing token_directions' output gives
     the training pass's indices, residual stages included, and only a sample's kept tokens count."""
