@@ -7,7 +7,7 @@ coding, so no bits). No quantizer or entropy model can bring the encoder's laten
 With --optimize STEPS, also the decoder's own ceiling: STEPS steps of Adam on the continuous latent through the
 frozen synthesis, from y/√24, minimizing squared error, with no quantization at all (the step size decays from 0.01
 as in encoder-side refinement, leechcodec/refine.py). Refined tokens (``--refine``) search the same space under
-quantization, so this bounds what refinement can reach.
+quantization, so this shows how far refinement could go (a local search, not a proven bound).
 
     bin/transform_ceiling.py ../shared/data/kodak -m leech-rs4a-s16g12 [--tokens 4,8,12] [--optimize 50] [--json OUT]
 
@@ -33,6 +33,7 @@ from leechcodec.codec import _to_rgb8, _to_tensor
 from leechcodec.evaluate import find_images
 from leechcodec.metrics import psnr
 from leechcodec.model import DIM
+from leechcodec.refine import frozen_weights
 from leechcodec.zoo import load_model
 
 
@@ -41,19 +42,13 @@ def optimized_latent(net, x: torch.Tensor, start: torch.Tensor, steps: int, lr: 
     the squared error of the clamped output to x; the network is not changed."""
     z = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
-    frozen = [p for p in net.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
+    with frozen_weights(net):
         for step in range(steps):
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
             opt.zero_grad(set_to_none=True)
             torch.sum((net.synthesis(z).clamp(0, 1) - x) ** 2).backward()
             opt.step()
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
     return z.detach()
 
 

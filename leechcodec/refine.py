@@ -13,6 +13,8 @@ error is strictly lower, so refinement never returns tokens worse (in this error
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -27,6 +29,20 @@ class Refinement(NamedTuple):
     gains: torch.Tensor | None  # [1, k, h, w] int64 gain symbols, None for a direction-only model
     mse: float  # mean squared error (on [0, 1], over the padded image) of the decoded tokens, before 8-bit rounding
     plain_mse: float  # the same for the plain encoder's tokens
+
+
+@contextmanager
+def frozen_weights(net: torch.nn.Module) -> Iterator[None]:
+    """Within the block no gradient reaches the network's trainable parameters (gradient descent on a latent through
+    the network leaves its weights and their .grad alone); afterwards they are trainable again."""
+    frozen = [p for p in net.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: int, lr: float = 0.01,
@@ -49,10 +65,7 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
         y0 = tiled(net.analysis, x, 1 / stride, ENCODE_TILE, ENCODE_MARGIN)[:, : DIM * s].float()
     y = y0.cpu().clone().requires_grad_(True)
     boxes = list(tile_boxes(y.shape[2], y.shape[3], DECODE_TILE, DECODE_MARGIN))
-    frozen = [p for p in net.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
+    with frozen_weights(net):
         opt = torch.optim.Adam([y], lr=lr)
         best_err, best, plain_err = math.inf, None, None
         for step in range(steps + 1):
@@ -79,8 +92,5 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
                 for group in opt.param_groups:  # cosine decay: large moves first, fine ones at the end
                     group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
                 opt.step()
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
     n = x[:, :, : y.shape[2] * stride, : y.shape[3] * stride].numel()
     return Refinement(*best, best_err / n, plain_err / n)
