@@ -46,7 +46,8 @@ from leechcodec.codec import _to_rgb8 as to_rgb8  # the codec's own padding and 
 from leechcodec.codec import _to_tensor as to_tensor
 from leechcodec.metrics import psnr
 from leechcodec.model import LeechAutoencoder, ModelConfig
-from leechcodec.quantizer import DIM, unit_vectors
+from leechcodec.lattice import DIM
+from leechcodec.quantizer import unit_vectors
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 

@@ -39,7 +39,7 @@ from leechcodec import lattice
 from leechcodec.entropy import NUM_SYMBOLS, frequencies_from_counts
 from leechcodec.gains import GainPrior, gain_frequencies
 from leechcodec.model import LeechAutoencoder, ModelConfig
-from leechcodec.zoo import WEIGHTS_FORMAT, FileTooLargeError, models_dir, save_hashed
+from leechcodec.zoo import WEIGHTS_FILE_VERSION, FileTooLargeError, models_dir, save_hashed
 
 
 def round_kernels_to_fp16(net: torch.nn.Module) -> dict:
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             "training_seconds": round(ckpt["elapsed"]), "training_args": training_args,
             "prior_images": len(chosen), "parameters": sum(t.numel() for t in net.parameters()),
             "kernel_dtype": "float16" if args.fp16_kernels else "float32"}
-    blob = {"format": WEIGHTS_FORMAT, "model_id": args.id, "config": cfg.to_dict(),
+    blob = {"format": WEIGHTS_FILE_VERSION, "model_id": args.id, "config": cfg.to_dict(),
             "state_dict": state, "prior_freqs": torch.from_numpy(freqs.view(np.int16)),
             "codebook_sha256": lattice.CODEBOOK_SHA256, "meta": meta} | extra
     try:

@@ -214,7 +214,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leechcodec.model import LeechAutoencoder, ModelConfig
-from leechcodec.quantizer import DIM
+from leechcodec.lattice import DIM
 from leechcodec.rate_proxy import DirectionRateProxy
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"

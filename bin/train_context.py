@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "bin"))
 from train import DEFAULT_DATA, load_images
 
 from leechcodec import conditional, context, lattice
-from leechcodec.zoo import CONTEXT_FORMAT, FileTooLargeError, file_sha256, load_model, models_dir, save_hashed
+from leechcodec.zoo import PRIOR_FILE_VERSION, FileTooLargeError, file_sha256, load_model, models_dir, save_hashed
 
 LN2 = math.log(2)
 
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"({time.time() - t1:.0f} s{f', {clipped} weights clipped' if clipped else ''})", flush=True)
 
     base = models_dir() / json.loads((models_dir() / "zoo.json").read_text())["models"][args.model_id]["file"]
-    blob = {"format": CONTEXT_FORMAT, "model_id": args.model_id, "base_sha256": file_sha256(base),
+    blob = {"format": PRIOR_FILE_VERSION, "model_id": args.model_id, "base_sha256": file_sha256(base),
             "weights": torch.from_numpy(weights),
             "meta": {"training_images": len(train_idx), "steps": args.steps, "batch": args.batch, "lr": args.lr,
                      "seconds": round(time.time() - t0)}}

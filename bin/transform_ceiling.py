@@ -32,7 +32,7 @@ import torch
 from leechcodec.codec import _to_rgb8, _to_tensor
 from leechcodec.evaluate import find_images
 from leechcodec.metrics import psnr
-from leechcodec.model import DIM
+from leechcodec.lattice import DIM
 from leechcodec.refine import frozen_weights
 from leechcodec.zoo import load_model
 

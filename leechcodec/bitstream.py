@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = b"\x89LSQ"
-FORMAT_VERSION = 3  # the newest version this module writes (per-position token counts)
+FILE_FORMAT_VERSION = 3  # the newest .lsq format version this module writes (per-position token counts)
 SUPPORTED_VERSIONS = (1, 2, 3)
 MAX_ID_LEN = 64
 MAX_SIDE = 1 << 16  # 65,536 pixels per side

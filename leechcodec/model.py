@@ -37,7 +37,8 @@ import torch
 from torch import nn
 
 from leechcodec.compressai_layers import GDN, ResidualBlock, conv, conv3x3, deconv, subpel_conv3x3
-from leechcodec.quantizer import DIM, BSQQuantizer, LeechQuantizer, unit_vectors
+from leechcodec.lattice import DIM
+from leechcodec.quantizer import BSQQuantizer, LeechQuantizer, unit_vectors
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from leechcodec import lattice
+from leechcodec.lattice import DIM
 
-DIM = lattice.DIM
 _EPS = 1e-12  # a zero vector normalizes to zero, which quantizes to index 0 (documented in lattice)
 
 

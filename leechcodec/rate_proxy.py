@@ -32,14 +32,13 @@ import math
 import torch
 from torch import nn
 
-from leechcodec import lattice
+from leechcodec.lattice import DIM, NUM_POINTS
 
-DIM = lattice.DIM
 _NU = DIM / 2 - 1  # Bessel order of the vMF normalizer on S^(DIM-1)
 # log2 of the area of one code's cell on the unit sphere: |S^23| / 196,560, |S^(d-1)| = 2 π^(d/2) / Γ(d/2)
 CELL_KAPPA = 10.0  # the blur the Leech cells add to a density, as a vMF concentration (module docstring)
 LOG2_CELL_AREA = (math.log(2) + DIM / 2 * math.log(math.pi) - math.lgamma(DIM / 2)
-                  - math.log(lattice.NUM_POINTS)) / math.log(2)
+                  - math.log(NUM_POINTS)) / math.log(2)
 
 
 def log_bessel_i(nu: float, kappa: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from leechcodec.model import DECODE_MARGIN, DECODE_TILE, ENCODE_MARGIN, ENCODE_TILE, LeechAutoencoder, tile_boxes, tiled
-from leechcodec.quantizer import DIM
+from leechcodec.lattice import DIM
 
 
 class Refinement(NamedTuple):

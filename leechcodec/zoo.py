@@ -31,8 +31,8 @@ from leechcodec.entropy import StaticPrior
 from leechcodec.gains import GainPrior
 from leechcodec.model import LeechAutoencoder, ModelConfig
 
-WEIGHTS_FORMAT = 1
-CONTEXT_FORMAT = 2  # format of the conditional-prior files (models/<id>-ctx-<sha8>.pt) that bin/train_context.py writes
+WEIGHTS_FILE_VERSION = 1
+PRIOR_FILE_VERSION = 2  # format of the conditional-prior files (models/<id>-ctx-<sha8>.pt) that bin/train_context.py writes
 # features per format: 1 = without the earlier-stage slots (read as zero weights there), 2 = with them (``context``)
 CONTEXT_FEATURES = {1: context.LEGACY_NUM_FEATURES, 2: context.NUM_FEATURES}
 
@@ -166,7 +166,7 @@ def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedM
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         cfg = ModelConfig.from_dict(blob["config"])
-        if blob["format"] != WEIGHTS_FORMAT:
+        if blob["format"] != WEIGHTS_FILE_VERSION:
             raise ModelError(f"weights file {path.name} has unsupported format {blob['format']}")
         if cfg.quantizer == "leech" and blob["codebook_sha256"] != lattice.CODEBOOK_SHA256:
             raise ModelError(f"weights file {path.name} was made for another Leech index order")
