@@ -95,7 +95,7 @@ def main() -> None:
 def encode(input: Path, output: Path | None, quality: int | None, bpp: float | None, model_id: str | None,
            prior: str, refine: int, allocation: str, device: str, force: bool) -> None:
     """Compress an image (anything Pillow reads) into a .lsq file."""
-    from leechcodec.codec import encode_at_rate, encode_image
+    from leechcodec.encoder import encode_at_rate, encode_image
     from leechcodec.imageio import ImageError, read_image, write_atomic
     from leechcodec.zoo import load_model
 
@@ -107,9 +107,9 @@ def encode(input: Path, output: Path | None, quality: int | None, bpp: float | N
         rgb = read_image(input)
         model = load_model(model_id, _device(device))
         if bpp is None:
-            enc = encode_image(model, rgb, quality, prior, refine, allocation)
+            enc = encode_image(model, rgb, quality=quality, prior=prior, refine=refine, allocation=allocation)
         else:
-            enc = encode_at_rate(model, rgb, bpp, prior, allocation, refine)
+            enc = encode_at_rate(model, rgb, bpp, prior=prior, allocation=allocation, refine=refine)
     except (ImageError, ValueError) as e:
         raise UserError(f"{input}: {e}" if isinstance(e, ImageError) else str(e)) from None
     write_atomic(output, enc.data)
@@ -129,7 +129,7 @@ def decode(input: Path, output: Path | None, device: str, force: bool) -> None:
     """Decompress a .lsq file to PNG (the model comes from the file)."""
     from PIL import Image
 
-    from leechcodec.codec import decode_indices, parse
+    from leechcodec.container import decode_indices, parse
     from leechcodec.imageio import png_bytes, write_atomic
 
     output = output or input.with_suffix(".png")

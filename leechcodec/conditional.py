@@ -33,9 +33,9 @@ import constriction
 import numba
 import numpy as np
 
-from leechcodec import context, lattice
-from leechcodec.allocation import ABSENT
+from leechcodec import compat, context, lattice
 from leechcodec.entropy import NUM_SYMBOLS, DecodeError
+from leechcodec.token_counts import ABSENT
 
 LOG_UNIT = 1024  # tilts are integers in units of 1/1024 bit
 SHIFT = 2  # weights carry SHIFT extra fractional bits (stored as int16: at most 8 bits per unit feature)
@@ -327,13 +327,13 @@ class _Coder:
 class ConditionalPrior:
     """Integer weights [G, passes, OUTPUTS, NUM_FEATURES] (int16 in the file, |w| ≤ 32767, units 2^-SHIFT / LOG_UNIT
     bit) over the static prior's frequencies [G, 196560] of a model with ``subspaces`` S (None: one stage, S = G).
-    Weights with ``context.LEGACY_NUM_FEATURES`` features (fitted before the earlier-stage slots) are read with zero
+    Weights with ``compat.LEGACY_NUM_FEATURES`` features (fitted before the earlier-stage slots) are read with zero
     weights on those slots: the same tilts, so the same code, as before."""
 
     def __init__(self, weights: np.ndarray, freqs: np.ndarray, subspaces: int | None = None):
         w = np.asarray(weights)
         shape = (len(context.PASSES), OUTPUTS, context.NUM_FEATURES)
-        legacy = (len(context.PASSES), OUTPUTS, context.LEGACY_NUM_FEATURES)
+        legacy = (len(context.PASSES), OUTPUTS, compat.LEGACY_NUM_FEATURES)
         if w.ndim != 4 or w.shape[1:] not in (shape, legacy) or w.dtype.kind != "i":
             raise ValueError(f"conditional prior weights must be integers [G, {', '.join(map(str, shape))}] "
                              f"(or {legacy[-1]} features, format 1)")
@@ -344,9 +344,8 @@ class ConditionalPrior:
         self.subspaces = w.shape[0] if subspaces is None else subspaces
         if self.subspaces < 1 or w.shape[0] % self.subspaces:
             raise ValueError(f"{self.subspaces} subspaces do not divide {w.shape[0]} groups")
-        if w.shape[1:] == legacy:  # zero weights for the slots added after it, inserted before the constant
-            pad = np.zeros((*w.shape[:3], context.NUM_FEATURES - context.LEGACY_NUM_FEATURES), w.dtype)
-            w = np.concatenate([w[..., :-1], pad, w[..., -1:]], axis=3)
+        if w.shape[1:] == legacy:
+            w = compat.widen_legacy_weights(w)
         wt = np.swapaxes(w, 2, 3).astype(np.int32)  # [G, passes, features, outputs]
         slots = wt[:, :, :-1].reshape(*wt.shape[:2], context.SLOTS, 2, lattice.DIM, OUTPUTS)
         vec, mag = slots[:, :, :, 0], slots[:, :, :, 1]
@@ -398,7 +397,7 @@ class ConditionalPrior:
         class B's octads and sign patterns, class C's codewords and positions. Returns their indices [n]."""
         parts = split_index(known) if known is not None else (None,) * 6
         pick = lambda part, sel: None if part is None else part[sel]
-        T = lattice._T
+        T = lattice.TABLES
         n = len(t)
         probs = np.empty((n, 3))
         _class_probs(t, st.cls, probs)

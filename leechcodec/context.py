@@ -20,8 +20,7 @@ minimal vector (coordinates in −4..4) and its absolute values; zeros where the
 image, not yet coded, no such group); and a constant 1. Integer features make the model's arithmetic exact (see
 ``conditional``): the encoder and every decoder compute the same numbers on any machine.
 
-Conditional priors fitted before the earlier-stage slots existed (``LEGACY_NUM_FEATURES`` features) are read with
-zero weights on those slots, which gives exactly the tilts they gave before.
+Conditional priors fitted before the earlier-stage slots existed are read by ``compat``.
 """
 
 from __future__ import annotations
@@ -38,8 +37,6 @@ PREV_GROUP = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 EARLIER_STAGES = (1, 2)  # slots at the token's own position in groups g − k·S (k = 1, 2): the tokens it refines
 SLOTS = len(SAME_GROUP) + len(PREV_GROUP) + len(EARLIER_STAGES)
 NUM_FEATURES = SLOTS * 2 * lattice.DIM + 1  # (vector, |vector|) per slot, and the constant
-LEGACY_SLOTS = len(SAME_GROUP) + len(PREV_GROUP)  # the slots of priors fitted before EARLIER_STAGES (the first ones)
-LEGACY_NUM_FEATURES = LEGACY_SLOTS * 2 * lattice.DIM + 1
 
 
 def _pass_of(py: int, px: int) -> int:

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
-from leechcodec.codec import decode_indices, encode_at_rate, encode_image, parse, resolve_allocation
+from leechcodec.container import decode_indices, parse
+from leechcodec.encoder import encode_at_rate, encode_image, resolve_allocation
 from leechcodec.imageio import ImageError, read_image
 from leechcodec.metrics import bd_rate, ms_ssim, psnr
 from leechcodec.zoo import LoadedModel
@@ -98,7 +99,7 @@ def curve_name(model: LoadedModel, prior: str, refine: int = 0, allocation: str 
                rate_control: bool = False) -> str:
     """Our curve's name; "static" marks the static-prior curve of a model that has a conditional prior, "refine N"
     files made with N steps of encoder-side refinement, "adaptive" files with per-position token counts, "at bpp
-    targets" files made by rate control (codec.encode_at_rate)."""
+    targets" files made by rate control (encoder.encode_at_rate)."""
     return (f"leechcodec {model.model_id}" + (" static prior" if prior == "static" and model.context else "")
             + (f" refine {refine}" if refine else "") + (" adaptive" if allocation == "adaptive" else "")
             + (" at bpp targets" if rate_control else ""))
@@ -113,8 +114,8 @@ def eval_leechcodec(model: LoadedModel, images, qualities: list, workdir: Path, 
     for q in qualities:
         for name, rgb in images:
             t0 = time.perf_counter()
-            enc = (encode_at_rate(model, rgb, q, prior, allocation, refine) if rate_control
-                   else encode_image(model, rgb, q, prior, refine, allocation))
+            enc = (encode_at_rate(model, rgb, q, prior=prior, allocation=allocation, refine=refine) if rate_control
+                   else encode_image(model, rgb, quality=q, prior=prior, refine=refine, allocation=allocation))
             path = workdir / f"{Path(name).stem}-q{q}-{prior}-{allocation}.lsq"
             path.write_bytes(enc.data)
             t1 = time.perf_counter()
@@ -257,9 +258,9 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
     """The whole evaluation; returns the JSON-able result. With a conditional prior (prior "auto" on a model that
     has one), uniform allocation and no refinement, the same model with its static prior is measured too, as a
     comparison curve; with adaptive allocation (the default "auto" resolves to it where the model allows:
-    codec.resolve_allocation), the same model with uniform allocation instead, at the quality levels where the two
-    differ (above quality 1). refine, allocation: encoder settings for our files (codec.encode_image).
-    bpp_targets: measure rate-controlled files at these targets (codec.encode_at_rate) instead of the quality
+    encoder.resolve_allocation), the same model with uniform allocation instead, at the quality levels where the two
+    differ (above quality 1). refine, allocation: encoder settings for our files (encoder.encode_image).
+    bpp_targets: measure rate-controlled files at these targets (encoder.encode_at_rate) instead of the quality
     levels, with uniform allocation beside adaptive."""
     from tqdm import tqdm
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from leechcodec.allocation import ABSENT
+from leechcodec.token_counts import ABSENT
 from leechcodec.entropy import DecodeError, frequencies_from_counts
 
 

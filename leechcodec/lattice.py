@@ -89,13 +89,13 @@ def _build_tables() -> dict[str, np.ndarray]:
             "octad_pos": octad_pos, "pairs": pairs, "pair_rank": pair_rank}
 
 
-_T = _build_tables()
-_PAR_LO, _PAR_HI = _T["par_lo"], _T["par_hi"]
-_CODEWORDS = _T["codewords"]
-_OCTADS, _OCTAD_POS = _T["octads"], _T["octad_pos"]
-_PAIRS, _PAIR_RANK = _T["pairs"], _T["pair_rank"]
+TABLES = _build_tables()  # the Golay code and octad tables behind the index (read by the conditional prior)
+_PAR_LO, _PAR_HI = TABLES["par_lo"], TABLES["par_hi"]
+CODEWORDS = TABLES["codewords"]
+_OCTADS, _OCTAD_POS = TABLES["octads"], TABLES["octad_pos"]
+_PAIRS, _PAIR_RANK = TABLES["pairs"], TABLES["pair_rank"]
 _OCTAD_MSG = _OCTADS & 4095  # message of each octad (positions 0-11 carry the message)
-assert len(_OCTADS) == 759 and np.bincount(_T["weights"]).tolist()[::4] == [1, 0, 759, 2576, 759, 0, 1]
+assert len(_OCTADS) == 759 and np.bincount(TABLES["weights"]).tolist()[::4] == [1, 0, 759, 2576, 759, 0, 1]
 
 
 # --------------------------------------------------------------------------------------------- index <-> vector

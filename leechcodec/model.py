@@ -20,23 +20,18 @@ codes its direction ĉ_t and gain ĝ_t like any token. Tokens are ordered stage-
 subspace j % S — so the first S tokens are the plain gain–shape tokens and every later one refines one of them;
 keeping k leading tokens is still the rate control, and the decoder adds the kept tokens of each subspace.
 
-Two families of transforms (``ModelConfig.arch``), all layers from compressai:
-- ``"gdn"``: Ballé et al.'s 5×5 stride-2 convolutions with GDN / inverse GDN (as in compressai's
-  ``FactorizedPrior``); fewer operations per pixel than ``"residual"`` (the default model's transforms).
-- ``"residual"``: pixel-unshuffle + 3×3 conv down-sampling with ``ResidualBlock``s, ``subpel_conv3x3`` up-sampling
-  (the first shipped model).
+The transforms g_a and g_s are built by ``transforms`` from the config's ``arch`` and ``widths``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from itertools import pairwise
 
 import torch
 from torch import nn
 
-from leechcodec.compressai_layers import GDN, ResidualBlock, conv, conv3x3, deconv, subpel_conv3x3
+from leechcodec import transforms
 from leechcodec.lattice import DIM
 from leechcodec.quantizer import BSQQuantizer, LeechQuantizer, unit_vectors
 
@@ -90,47 +85,17 @@ class ModelConfig:
         return cls(**d)
 
 
-def _analysis(cfg: ModelConfig) -> nn.Sequential:
-    if cfg.arch == "gdn":
-        chans = (3, *cfg.widths)
-        layers = []
-        for a, b in pairwise(chans):
-            layers += [conv(a, b, kernel_size=5, stride=2), GDN(b)]
-        return nn.Sequential(*layers, conv(chans[-1], DIM * cfg.subspaces, kernel_size=5, stride=2))
-    w = cfg.widths
-    layers: list[nn.Module] = [nn.PixelUnshuffle(2), conv3x3(12, w[0]), ResidualBlock(w[0], w[0])]
-    for a, b in pairwise(w):
-        layers += [nn.PixelUnshuffle(2), conv3x3(4 * a, b), nn.LeakyReLU(inplace=True), ResidualBlock(b, b)]
-    layers += [ResidualBlock(w[-1], w[-1]), conv3x3(w[-1], DIM * cfg.subspaces)]
-    return nn.Sequential(*layers)
-
-
-def _synthesis(cfg: ModelConfig) -> nn.Sequential:
-    if cfg.arch == "gdn":
-        chans = (DIM * cfg.subspaces, *cfg.widths[::-1])
-        layers = []
-        for a, b in pairwise(chans):
-            layers += [deconv(a, b, kernel_size=5, stride=2), GDN(b, inverse=True)]
-        return nn.Sequential(*layers, deconv(chans[-1], 3, kernel_size=5, stride=2))
-    w = cfg.widths[::-1]
-    layers: list[nn.Module] = [conv3x3(DIM * cfg.subspaces, w[0]), ResidualBlock(w[0], w[0]), ResidualBlock(w[0], w[0])]
-    for a, b in pairwise(w):
-        layers += [subpel_conv3x3(a, b, 2), nn.LeakyReLU(inplace=True), ResidualBlock(b, b)]
-    layers += [subpel_conv3x3(w[-1], 3, 2)]
-    return nn.Sequential(*layers)
-
-
 class LeechAutoencoder(nn.Module):
     """g_a → (standardize, project to the sphere, quantize) → g_s, with ordered token groups."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.g_a = _analysis(cfg)
+        self.g_a = transforms.analysis(cfg.arch, cfg.widths, cfg.subspaces)
         # Per-channel standardization of the latent before the projection to the sphere: keeps the 24-d directions
         # spread over the codebook instead of collapsing onto a few points (running statistics at inference).
         self.standardize = nn.BatchNorm2d(DIM * cfg.subspaces, affine=False)
-        self.g_s = _synthesis(cfg)
+        self.g_s = transforms.synthesis(cfg.arch, cfg.widths, cfg.subspaces)
         self.quantizer = LeechQuantizer() if cfg.quantizer == "leech" else BSQQuantizer()
 
     @property
@@ -204,16 +169,16 @@ class LeechAutoencoder(nn.Module):
         """Training pass of a residual-stage model: one straight-through estimator for the sum of a subspace's kept
         stages (forward: the quantized sum; gradient: identity to y/√24, the unquantized decoder input)."""
         s = self.cfg.subspaces
-        indices, gain_symbols, vectors = self._quantize_stages(y, self.cfg.groups)
+        indices, gain_symbols, vectors = self.quantize_stages(y, self.cfg.groups)
         target = y.float() / math.sqrt(DIM)
         if keep is not None:
             vectors = vectors * self.group_mask(keep)
             target = target * self.group_mask(keep.clamp(max=s))[:, : DIM * s]  # subspaces with a kept token
-        y_hat = target + blend * (self._assemble(vectors) - target).detach()
+        y_hat = target + blend * (self.assemble(vectors) - target).detach()
         return {"x_hat": self.synthesis(y_hat), "indices": indices, "gain_symbols": gain_symbols, "y": y}
 
     @torch.no_grad()
-    def _quantize_stages(self, y: torch.Tensor, tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def quantize_stages(self, y: torch.Tensor, tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Standardized latent y [B, 24·S, h, w] → its leading ``tokens`` gain–shape tokens in stage-major order:
         (indices [B, k, h, w], gain symbols [B, k, h, w], decoder-scale vectors ĝ·ĉ [B, 24·k, h, w]).
 
@@ -234,7 +199,7 @@ class LeechAutoencoder(nn.Module):
             residual = torch.cat([r - math.sqrt(DIM) * vec, residual[:, DIM * n:]], dim=1)
         return torch.cat(indices, dim=1), torch.cat(symbols, dim=1), torch.cat(vectors, dim=1)
 
-    def _assemble(self, vectors: torch.Tensor) -> torch.Tensor:
+    def assemble(self, vectors: torch.Tensor) -> torch.Tensor:
         """Decoder-scale token vectors [B, 24·k, h, w] (stage-major) → decoder input [B, 24·S, h, w]: each subspace
         is the sum of its kept stages, added in stage order (a fixed order, so every decoder gets the same floats);
         subspaces without a kept token are zero."""
@@ -268,11 +233,11 @@ class LeechAutoencoder(nn.Module):
         if not self.cfg.gain_levels:
             raise ValueError("per-position token counts need a gain–shape model")
         y = tiled(self.analysis, x, 1 / self.stride, ENCODE_TILE, ENCODE_MARGIN).float().cpu()
-        indices, gain_symbols, vectors = self._quantize_stages(y, self.cfg.groups)
+        indices, gain_symbols, vectors = self.quantize_stages(y, self.cfg.groups)
         target = y / math.sqrt(DIM)
         errors = [target.square().sum(dim=1)[0].double()]
         for n in range(1, self.cfg.groups + 1):
-            errors.append((target - self._assemble(vectors[:, : DIM * n])).square().sum(dim=1)[0].double())
+            errors.append((target - self.assemble(vectors[:, : DIM * n])).square().sum(dim=1)[0].double())
         return indices, gain_symbols, torch.stack(errors)
 
     @torch.no_grad()
@@ -281,7 +246,7 @@ class LeechAutoencoder(nn.Module):
         (indices [B, k, h, w], gain symbols [B, k, h, w] or None for a direction-only model, decoder-scale vectors
         [B, 24·k, h, w])."""
         if self.cfg.gain_levels:
-            return self._quantize_stages(y, k)
+            return self.quantize_stages(y, k)
         codes, indices = self.quantizer(y)
         return indices, None, codes
 
@@ -303,7 +268,7 @@ class LeechAutoencoder(nn.Module):
             codes = codes * self.gain_values(gain_symbols.cpu().clamp_min(0))
         if not present.all():
             codes = codes * present.float().repeat_interleave(DIM, dim=1)
-        y_hat = self._assemble(codes).to(device)
+        y_hat = self.assemble(codes).to(device)
         return tiled(self.synthesis, y_hat, self.stride, DECODE_TILE, DECODE_MARGIN).clamp(0, 1)
 
 

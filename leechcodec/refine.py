@@ -74,7 +74,7 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
                 vectors = vectors * mask
                 indices, symbols = indices.masked_fill(~present, -1), symbols.masked_fill(~present, -1)
             target = y / math.sqrt(DIM)
-            y_hat = target + (net._assemble(vectors)[:, : DIM * s] - target).detach()
+            y_hat = target + (net.assemble(vectors)[:, : DIM * s] - target).detach()
             y_hat = F.pad(y_hat, (0, 0, 0, 0, 0, width - DIM * s)).to(x.device)
             opt.zero_grad(set_to_none=True)
             err = 0.0

@@ -25,16 +25,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from leechcodec import context, lattice
+from leechcodec import compat, context, lattice
 from leechcodec.conditional import ConditionalPrior
 from leechcodec.entropy import StaticPrior
 from leechcodec.gains import GainPrior
 from leechcodec.model import LeechAutoencoder, ModelConfig
+from leechcodec.token_coder import TokenCoder
 
 WEIGHTS_FILE_VERSION = 1
+PRIORS = ("auto", "static", "conditional")  # the index priors a file can be written with
 PRIOR_FILE_VERSION = 2  # format of the conditional-prior files (models/<id>-ctx-<sha8>.pt) that bin/train_context.py writes
 # features per format: 1 = without the earlier-stage slots (read as zero weights there), 2 = with them (``context``)
-CONTEXT_FEATURES = {1: context.LEGACY_NUM_FEATURES, 2: context.NUM_FEATURES}
+CONTEXT_FEATURES = {1: compat.LEGACY_NUM_FEATURES, 2: context.NUM_FEATURES}
 
 
 class ModelError(ValueError):
@@ -45,7 +47,7 @@ def models_dir() -> Path:
     return Path(os.environ.get("LEECHCODEC_MODELS", Path(__file__).resolve().parents[1] / "models"))
 
 
-def _registry() -> dict:
+def registry() -> dict:
     path = models_dir() / "zoo.json"
     if not path.exists():
         raise ModelError(f"no model registry at {path}")
@@ -55,12 +57,12 @@ def _registry() -> dict:
 def list_models() -> list[dict]:
     """The registered models: [{"id", "file", "qualities", "default_quality", "kodak", ...}, ...], with
     "retired": "<commit>" on those whose files are only in git history."""
-    reg = _registry()
+    reg = registry()
     return [dict(m, id=k, default=(k == reg["default"])) for k, m in reg["models"].items()]
 
 
 def default_model_id() -> str:
-    return _registry()["default"]
+    return registry()["default"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,15 @@ class LoadedModel:
     @property
     def qualities(self) -> int:
         return len(self.config.groups_for_quality)
+
+    def token_coder(self, prior: str = "auto") -> TokenCoder:
+        """The coder of a file's tokens under ``prior``: "conditional" (formats 2 and 3), "static" (format 1), or
+        "auto" (conditional when the model ships one)."""
+        if prior not in PRIORS:
+            raise ValueError(f"unknown prior {prior!r}: valid priors are {', '.join(PRIORS)}")
+        if prior == "conditional" and self.context is None:
+            raise ValueError(f"model {self.model_id} has no conditional prior")
+        return TokenCoder(self.prior, None if prior == "static" else self.context, self.gains)
 
     def groups_for(self, quality: int | None) -> int:
         n = self.qualities
@@ -193,7 +204,7 @@ def _restore_hint(commit: str, files: list[str]) -> str:
 
 @lru_cache(maxsize=8)
 def _load_cached(model_id: str, device: str, folder: str) -> LoadedModel:  # folder: models_dir(), part of the key
-    reg = _registry()["models"]
+    reg = registry()["models"]
     if model_id not in reg:
         raise ValueError(f"unknown model {model_id!r}: valid models are {', '.join(sorted(reg))}")
     entry = reg[model_id]
@@ -219,7 +230,7 @@ def former_context(model_id: str, prior_hash: bytes, device: str = "cpu") -> Loa
 
 @lru_cache(maxsize=8)
 def _former_cached(model_id: str, prior_hash: bytes, device: str, folder: str) -> LoadedModel:
-    for former in _registry()["models"].get(model_id, {}).get("former_context_priors", []):
+    for former in registry()["models"].get(model_id, {}).get("former_context_priors", []):
         if bytes.fromhex(former["sha256"][:16]) == prior_hash:
             path = models_dir() / former["file"]
             if not path.is_file():
@@ -249,3 +260,9 @@ def record_kodak(model_id: str, result: dict) -> None:
     entry["kodak_images"] = result["images"]
     entry["kodak_allocation"] = result["allocation"]
     path.write_text(json.dumps(reg, indent=2) + "\n")
+
+
+def clear_cache() -> None:
+    """Forget the loaded models (after the models folder changed, e.g. a new export)."""
+    _load_cached.cache_clear()
+    _former_cached.cache_clear()

@@ -11,10 +11,12 @@ import torch
 from click.testing import CliRunner
 
 import leechcodec
+from leechcodec import token_counts
 from leechcodec import allocation as alloc
 from leechcodec import bitstream, context, lattice
 from leechcodec.cli import main
-from leechcodec.codec import decode_indices, encode_image, encode_indices, parse, resolve_allocation
+from leechcodec.container import decode_indices, encode_indices, parse
+from leechcodec.encoder import encode_image, resolve_allocation
 from leechcodec.conditional import OUTPUTS, ConditionalPrior
 from leechcodec.entropy import DecodeError
 from leechcodec.gains import GainPrior, gain_frequencies
@@ -43,35 +45,35 @@ def test_allocate_meets_the_budget_and_favours_the_larger_error_drops():
 
 def test_counts_of_accepts_prefixes_only():
     idx = np.arange(24).reshape(3, 2, 4)
-    assert (alloc.counts_of(idx) == 3).all()
-    idx[2, 0, 0] = idx[1, 0, 1] = idx[2, 0, 1] = alloc.ABSENT
-    assert alloc.counts_of(idx)[0, :2].tolist() == [2, 1]
-    idx[0, 1, 1] = alloc.ABSENT  # a hole before a present token
+    assert (token_counts.counts_of(idx) == 3).all()
+    idx[2, 0, 0] = idx[1, 0, 1] = idx[2, 0, 1] = token_counts.ABSENT
+    assert token_counts.counts_of(idx)[0, :2].tolist() == [2, 1]
+    idx[0, 1, 1] = token_counts.ABSENT  # a hole before a present token
     with pytest.raises(ValueError, match="absent tokens must come after"):
-        alloc.counts_of(idx)
+        token_counts.counts_of(idx)
 
 
 @pytest.mark.parametrize("k,h,w", [(12, 9, 11), (2, 3, 3), (5, 1, 1), (4, 32, 48)])
 def test_count_map_round_trip_and_bound(k, h, w):
     counts = _prefix_counts(k * h, k, h, w)
-    words = alloc.encode_counts(counts, k)
-    assert (alloc.decode_counts(words, k, h, w) == counts).all()
-    info = alloc.count_bits(counts, k)
+    words = token_counts.encode_counts(counts, k)
+    assert (token_counts.decode_counts(words, k, h, w) == counts).all()
+    info = token_counts.count_bits(counts, k)
     head = 32 * -(-k // 2)
     assert info - 32 <= 32 * len(words) - head <= 1.01 * info + 64
 
 
 def test_bad_count_maps_are_refused():
     with pytest.raises(ValueError, match=r"\[1, 4\]"):
-        alloc.encode_counts(np.array([[0, 1]]), 4)
+        token_counts.encode_counts(np.array([[0, 1]]), 4)
     with pytest.raises(ValueError, match="at least 2"):
-        alloc.encode_counts(np.ones((2, 2), np.int64), 1)
+        token_counts.encode_counts(np.ones((2, 2), np.int64), 1)
     with pytest.raises(DecodeError, match="at least 2"):
-        alloc.decode_counts(np.ones(3, np.uint32), 1, 2, 2)
+        token_counts.decode_counts(np.ones(3, np.uint32), 1, 2, 2)
     with pytest.raises(DecodeError, match="zero"):
-        alloc.decode_counts(np.zeros(3, np.uint32), 4, 2, 2)
+        token_counts.decode_counts(np.zeros(3, np.uint32), 4, 2, 2)
     with pytest.raises(DecodeError, match="shorter"):
-        alloc.decode_counts(np.zeros(1, np.uint32), 4, 2, 2)
+        token_counts.decode_counts(np.zeros(1, np.uint32), 4, 2, 2)
 
 
 def test_conditional_prior_skips_absent_tokens_exactly(synthetic_prior):
@@ -80,8 +82,8 @@ def test_conditional_prior_skips_absent_tokens_exactly(synthetic_prior):
     cp = ConditionalPrior(weights, synthetic_prior.freqs)
     idx = np.stack([rng.choice(lattice.NUM_POINTS, size=(9, 11), p=synthetic_prior.probabilities(g))
                     for g in range(2)])
-    present = alloc.present_mask(_prefix_counts(1, 2, 9, 11), 2)
-    sparse = np.where(present, idx, alloc.ABSENT)
+    present = token_counts.present_mask(_prefix_counts(1, 2, 9, 11), 2)
+    sparse = np.where(present, idx, token_counts.ABSENT)
     words, info = cp.encode(sparse)
     assert (cp.decode(words, 2, 9, 11, present) == sparse).all()
     assert info - 32 <= 32 * len(words) <= 1.01 * info + 64
@@ -92,8 +94,8 @@ def test_gain_prior_skips_absent_symbols_exactly():
     rng = np.random.default_rng(3)
     sym = [np.clip(rng.integers(0, 8, (1, 6, 7)) + np.arange(4)[:, None, None] % 2, 0, 7) for _ in range(10)]
     prior = GainPrior(gain_frequencies(sym, 8, subspaces=2), subspaces=2)
-    present = alloc.present_mask(_prefix_counts(2, 4, 6, 7), 4)
-    s = np.where(present, sym[0], alloc.ABSENT)
+    present = token_counts.present_mask(_prefix_counts(2, 4, 6, 7), 4)
+    s = np.where(present, sym[0], token_counts.ABSENT)
     words = prior.encode(s)
     assert (prior.decode(words, 4, 6, 7, present) == s).all()
     assert prior.information_bits(s) == pytest.approx(prior.symbol_bits(s)[present].sum())
@@ -110,10 +112,10 @@ def test_header_version_3_round_trips_and_needs_the_conditional_prior():
 
 def test_adaptive_file_round_trips_and_spends_tokens_unevenly(default_model, photo):
     q = default_model.config.subspaces + 2  # above the subspace count: room to move tokens
-    enc = encode_image(default_model, photo, q, allocation="adaptive")
+    enc = encode_image(default_model, photo, quality=q, allocation="adaptive")
     header, m, indices, gains = parse(enc.data)
     assert header.version == 3 and (indices == enc.indices).all() and (gains == enc.gains).all()
-    counts = alloc.counts_of(indices)
+    counts = token_counts.counts_of(indices)
     k = default_model.groups_for(q)
     assert counts.min() >= 1 and counts.max() > k and counts.min() < k
     # the decoded image is the model's decode of the present tokens, absent ones as zeros
@@ -121,7 +123,7 @@ def test_adaptive_file_round_trips_and_spends_tokens_unevenly(default_model, pho
     codes = default_model.net.quantizer.indices_to_codes(torch.from_numpy(indices).clamp_min(0)[None])
     codes = codes * default_model.net.gain_values(torch.from_numpy(gains).clamp_min(0)[None])
     codes = codes * torch.from_numpy(indices >= 0).float()[None].repeat_interleave(lattice.DIM, dim=1)
-    x_hat = default_model.net.synthesis(default_model.net._assemble(codes))
+    x_hat = default_model.net.synthesis(default_model.net.assemble(codes))
     ref = x_hat[0, :, : header.height, : header.width].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
     assert np.array_equal(decoded, ref)
     # real bits bound the information content (three streams and two length words of slack)
@@ -131,8 +133,8 @@ def test_adaptive_file_round_trips_and_spends_tokens_unevenly(default_model, pho
 def test_adaptive_equals_uniform_where_there_is_no_room(default_model, photo):
     """At quality 1 every position keeps its one token: the same file as uniform."""
     q = 1
-    assert encode_image(default_model, photo, q, allocation="adaptive").data == encode_image(default_model, photo,
-                                                                                             q, allocation="uniform").data
+    assert encode_image(default_model, photo, quality=q, allocation="adaptive").data == encode_image(
+        default_model, photo, quality=q, allocation="uniform").data
 
 
 def test_auto_allocation_is_the_default_and_adaptive_where_the_model_allows(default_model, photo):
@@ -144,33 +146,33 @@ def test_auto_allocation_is_the_default_and_adaptive_where_the_model_allows(defa
     with pytest.raises(ValueError, match="unknown allocation"):
         resolve_allocation(default_model, "auto", "greedy")
     q = default_model.config.subspaces + 1
-    assert encode_image(default_model, photo, q).data == encode_image(default_model, photo, q,
+    assert encode_image(default_model, photo, quality=q).data == encode_image(default_model, photo, quality=q,
                                                                       allocation="adaptive").data
-    assert bitstream.unpack(leechcodec.compress(photo, q))[0].version == 3
-    assert bitstream.unpack(leechcodec.compress(photo, 2))[0].version == 3  # below S too: tokens can move
+    assert bitstream.unpack(leechcodec.compress(photo, quality=q))[0].version == 3
+    assert bitstream.unpack(leechcodec.compress(photo, quality=2))[0].version == 3  # below S too: tokens can move
     # a model without the conditional prior writes uniform files under the default, not an error
-    assert bitstream.unpack(encode_image(plain, photo, q).data)[0].version == 1
+    assert bitstream.unpack(encode_image(plain, photo, quality=q).data)[0].version == 1
 
 
 def test_adaptive_allocation_errors(default_model, photo):
     with pytest.raises(ValueError, match="unknown allocation"):
-        encode_image(default_model, photo, 5, allocation="greedy")
+        encode_image(default_model, photo, quality=5, allocation="greedy")
     with pytest.raises(ValueError, match="conditional prior"):
-        encode_image(default_model, photo, 5, prior="static", allocation="adaptive")
-    enc = encode_image(default_model, photo, 6, allocation="adaptive")
+        encode_image(default_model, photo, quality=5, prior="static", allocation="adaptive")
+    enc = encode_image(default_model, photo, quality=6, allocation="adaptive")
     with pytest.raises(ValueError, match="conditional prior"):
-        encode_indices(default_model, enc.indices, *photo.shape[:2], "static", enc.gains)
+        encode_indices(default_model, enc.indices, *photo.shape[:2], prior="static", gains=enc.gains)
     gains = enc.gains.copy()
-    gains[enc.gains == alloc.ABSENT] = 0
+    gains[enc.gains == token_counts.ABSENT] = 0
     with pytest.raises(ValueError, match="absent exactly where"):
-        encode_indices(default_model, enc.indices, *photo.shape[:2], "auto", gains)
+        encode_indices(default_model, enc.indices, *photo.shape[:2], prior="auto", gains=gains)
 
 
 def test_refinement_keeps_the_adaptive_counts_and_lowers_the_error(default_model, photo):
     q = default_model.config.subspaces + 2
-    plain = encode_image(default_model, photo, q, allocation="adaptive")
-    refined = encode_image(default_model, photo, q, refine=3, allocation="adaptive")
-    assert (alloc.counts_of(refined.indices) == alloc.counts_of(plain.indices)).all()
+    plain = encode_image(default_model, photo, quality=q, allocation="adaptive")
+    refined = encode_image(default_model, photo, quality=q, refine=3, allocation="adaptive")
+    assert (token_counts.counts_of(refined.indices) == token_counts.counts_of(plain.indices)).all()
     assert (refined.indices != plain.indices).any()
     header, m, indices, _ = parse(refined.data)
     assert header.version == 3 and (indices == refined.indices).all()

@@ -204,7 +204,7 @@ def test_decode_path_skips_compressais_package_init_and_keeps_its_classes(tmp_pa
     import subprocess
     import sys
 
-    code = ("import sys; import leechcodec.model as m\n"
+    code = ("import sys; import leechcodec.model, leechcodec.transforms as m\n"
             "assert 'torchvision' not in sys.modules, 'torchvision was imported'\n"
             "assert 'compressai' not in sys.modules and 'compressai.zoo' not in sys.modules\n"
             "import compressai, compressai.layers\n"

@@ -11,14 +11,15 @@ from PIL import Image
 
 import leechcodec
 from leechcodec import bitstream
-from leechcodec.codec import decode_indices, encode_image, parse
+from leechcodec.container import decode_indices, parse
+from leechcodec.encoder import encode_image
 from leechcodec.metrics import psnr
 
 
 def test_decompress_equals_model_decode_bit_for_bit(default_model, photo):
     data = leechcodec.compress(photo, quality=2, allocation="uniform")  # adaptive files: test_allocation.py
     out = np.asarray(leechcodec.decompress(data))
-    enc = encode_image(default_model, photo, 2, allocation="uniform")
+    enc = encode_image(default_model, photo, quality=2, allocation="uniform")
     assert enc.data == data  # encoding is deterministic
     _, _, indices, gains = parse(data)
     assert (indices == enc.indices).all()  # the decoder recovers the encoder's indices exactly
@@ -40,7 +41,7 @@ def test_odd_sizes_come_back_at_their_size(size):
 
 def test_real_bits_bound_information_content(default_model, photo):
     for q in (1, default_model.qualities):
-        enc = encode_image(default_model, photo, q)
+        enc = encode_image(default_model, photo, quality=q)
         _, words = bitstream.unpack(enc.data)
         real = 32 * len(words)
         slack = 32 if enc.gains is None else 3 * 32  # a gain–shape file: two streams and a length word
@@ -50,7 +51,7 @@ def test_real_bits_bound_information_content(default_model, photo):
 def test_rate_rises_and_quality_improves_with_quality_level(default_model, photo):
     sizes, psnrs = [], []
     for q in range(1, default_model.qualities + 1):
-        enc = encode_image(default_model, photo, q)
+        enc = encode_image(default_model, photo, quality=q)
         h, m, idx, gains = parse(enc.data)
         sizes.append(len(enc.data))
         psnrs.append(psnr(photo, decode_indices(m, idx, h.height, h.width, gains)))

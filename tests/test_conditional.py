@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import leechcodec
-from leechcodec import bitstream, context, lattice
-from leechcodec.codec import encode_image, parse
+from leechcodec import bitstream, compat, context, lattice
+from leechcodec.container import parse
+from leechcodec.encoder import encode_image
 from leechcodec.conditional import OUTPUTS, ConditionalPrior
 from leechcodec.entropy import DecodeError
 
@@ -99,7 +100,7 @@ def test_earlier_stage_slots_hold_the_refined_token():
     |vector|); in a one-stage model those slots stay empty."""
     rng = np.random.default_rng(5)
     vec = lattice.index_to_vector(rng.integers(0, lattice.NUM_POINTS, (2, 5, 6)))
-    first = context.LEGACY_SLOTS * 2 * lattice.DIM  # the first earlier-stage slot (k = 1)
+    first = compat.LEGACY_SLOTS * 2 * lattice.DIM  # the first earlier-stage slot (k = 1)
     for p in range(len(context.PASSES)):
         ys, xs = context.pass_positions(5, 6, p)
         staged = context.features(vec, 1, p, subspaces=1)[:, first: first + 2 * lattice.DIM]
@@ -112,10 +113,10 @@ def test_earlier_stage_slots_hold_the_refined_token():
 def test_legacy_weights_code_as_before(synthetic_prior):
     """A prior fitted before the earlier-stage slots (LEGACY_NUM_FEATURES) codes exactly as the same weights with
     zeros on those slots, whatever the model's stages; nonzero stage weights round-trip and change the code."""
-    legacy = small_weights()[..., : context.LEGACY_NUM_FEATURES].copy()
+    legacy = small_weights()[..., : compat.LEGACY_NUM_FEATURES].copy()
     legacy[..., -1] = small_weights()[..., -1]
     padded = np.zeros_like(small_weights())
-    padded[..., : context.LEGACY_SLOTS * 2 * lattice.DIM] = legacy[..., :-1]
+    padded[..., : compat.LEGACY_SLOTS * 2 * lattice.DIM] = legacy[..., :-1]
     padded[..., -1] = legacy[..., -1]
     idx = sample(synthetic_prior, (5, 6), seed=6)
     words, bits = ConditionalPrior(legacy, synthetic_prior.freqs, 1).encode(idx)
@@ -149,7 +150,7 @@ def test_context_file_formats_load_and_mismatched_shapes_are_refused(default_mod
 
     base = default_model.weights_hash.hex()
     groups = default_model.config.groups
-    shape = {1: context.LEGACY_NUM_FEATURES, 2: context.NUM_FEATURES}
+    shape = {1: compat.LEGACY_NUM_FEATURES, 2: context.NUM_FEATURES}
     for features, ok in ((shape[fmt], True), (shape[3 - fmt], False)):
         w = torch.zeros(groups, len(context.PASSES), OUTPUTS, features, dtype=torch.int16)
         blob = {"format": fmt, "model_id": default_model.model_id, "base_sha256": base, "weights": w}
@@ -207,17 +208,17 @@ def test_same_bits_at_any_thread_count(default_model):
 @needs_context
 def test_conditional_files_are_format_2_and_cost_less(default_model, photo):
     q = default_model.qualities
-    ctx = encode_image(default_model, photo, q)
-    static = encode_image(default_model, photo, q, prior="static")
+    ctx = encode_image(default_model, photo, quality=q)
+    static = encode_image(default_model, photo, quality=q, prior="static")
     h2, _ = bitstream.unpack(ctx.data)
     h1, _ = bitstream.unpack(static.data)
     assert (h2.version, h1.version) == (2, 1) and h2.prior_hash == default_model.context_hash
     assert (parse(ctx.data)[2] == parse(static.data)[2]).all()  # the same tokens, coded two ways
     assert np.array_equal(np.asarray(leechcodec.decompress(ctx.data)), np.asarray(leechcodec.decompress(static.data)))
-    # the trained context model must pay off on a natural picture: at least 7% fewer bits at the top quality. The
-    # default's format-2 prior (earlier-stage slots) saves 7.7% on held-out training images over all groups and 9.9%
-    # on this photo (5,860 against 6,501 bits); its format-1 prior before it saved 2.4% and 4.6% (6,204 bits)
-    assert ctx.information_bits < 0.93 * static.information_bits, (ctx.information_bits, static.information_bits)
+    # the trained context model must pay off on a natural picture: at least 4% fewer bits at the top quality. The
+    # default's prior saves 7.7% on held-out training images over all groups and 4.8% on this crop of the sample
+    # photo (6,342 against 6,660 bits), much of which is flat background
+    assert ctx.information_bits < 0.96 * static.information_bits, (ctx.information_bits, static.information_bits)
 
 
 @needs_context
@@ -236,7 +237,7 @@ def test_version_1_files_still_decode(default_model):
     data = V1_FILE.read_bytes()
     header, model, indices, gains = parse(data)
     assert header.version == 1
-    from leechcodec.codec import encode_indices
+    from leechcodec.container import encode_indices
 
     assert encode_indices(model, indices, header.height, header.width, prior="static",
                           gains=gains).data == data

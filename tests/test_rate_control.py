@@ -1,4 +1,4 @@
-"""Rate control (``encode --bpp``, ``codec.encode_at_rate``): the largest file within a bpp target, for uniform and
+"""Rate control (``encode --bpp``, ``encoder.encode_at_rate``): the largest file within a bpp target, for uniform and
 adaptive allocation, its edges and errors, on the shipped default model."""
 
 from __future__ import annotations
@@ -11,10 +11,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 import leechcodec
+from leechcodec import token_counts
+from leechcodec import encoder
 from leechcodec import allocation as alloc
+from leechcodec.pixels import image_to_tensor
 from leechcodec import codec
 from leechcodec.cli import main
-from leechcodec.codec import decode_indices, encode_at_rate, encode_image, encode_indices, parse
+from leechcodec.container import decode_indices, encode_indices, parse
+from leechcodec.encoder import encode_at_rate, encode_image
 
 
 def _bpp_of(size: int, photo: np.ndarray) -> float:
@@ -22,24 +26,24 @@ def _bpp_of(size: int, photo: np.ndarray) -> float:
 
 
 def test_uniform_rate_control_picks_the_largest_token_count_that_fits(default_model, photo):
-    sizes = [len(encode_image(default_model, photo, q, allocation="uniform").data) for q in (3, 4)]
+    sizes = [len(encode_image(default_model, photo, quality=q, allocation="uniform").data) for q in (3, 4)]
     assert default_model.groups_for(3) == 3 and default_model.groups_for(4) == 4
     for target, k in ((sizes[0], 3), (sizes[1] - 1, 3), (sizes[1], 4)):
         enc = encode_at_rate(default_model, photo, _bpp_of(target, photo), allocation="uniform")
         assert enc.indices.shape[0] == k and enc.token_counts == "uniform"
-        assert enc.data == encode_image(default_model, photo, k, allocation="uniform").data  # q = k here
+        assert enc.data == encode_image(default_model, photo, quality=k, allocation="uniform").data  # q = k here
 
 
 def test_adaptive_rate_control_fits_the_target_and_spends_more_than_uniform(default_model, photo):
     s, g = default_model.config.subspaces, default_model.config.groups
-    low, high = (len(encode_image(default_model, photo, q, allocation="uniform").data)
+    low, high = (len(encode_image(default_model, photo, quality=q, allocation="uniform").data)
                  for q in (default_model.groups_for(s), default_model.qualities))
     sizes = []
     for frac in (0.3, 0.6):
         target = _bpp_of(low + frac * (high - low), photo)
         enc = encode_at_rate(default_model, photo, target)  # the default allocation: adaptive
         assert enc.bpp <= target and len(enc.data) > low, (enc.bpp, target)
-        counts = alloc.counts_of(enc.indices)
+        counts = token_counts.counts_of(enc.indices)
         assert counts.min() >= 1 and counts.max() <= g and enc.token_counts == "adaptive"
         assert s < enc.mean_tokens < g
         header, _, indices, gains = parse(enc.data)  # a real file: exact round trip
@@ -52,20 +56,20 @@ def test_adaptive_rate_control_fits_the_target_and_spends_more_than_uniform(defa
 
 
 def test_rate_control_edges_and_errors(default_model, photo):
-    everything = encode_image(default_model, photo, default_model.qualities, allocation="uniform")
+    everything = encode_image(default_model, photo, quality=default_model.qualities, allocation="uniform")
     for allocation in ("uniform", "adaptive"):
         assert encode_at_rate(default_model, photo, 100.0, allocation=allocation).data == everything.data
     # the one-token file is the smallest; the adaptive search starts from it
-    one = encode_image(default_model, photo, 1)
+    one = encode_image(default_model, photo, quality=1)
     assert encode_at_rate(default_model, photo, one.bpp).data == one.data
     # below S tokens per position the adaptive files still spread the tokens unevenly (some first-stage tokens
     # absent) and fill the target about as well as the uniform whole token counts: to within one 32-bit word of
     # coder output, since the budget search tries at most _RATE_STEPS files (on this ~220-byte file a word is 2%)
     s = default_model.config.subspaces
-    low, high = (len(encode_image(default_model, photo, q, allocation="uniform").data) for q in (2, s))
+    low, high = (len(encode_image(default_model, photo, quality=q, allocation="uniform").data) for q in (2, s))
     target = _bpp_of((low + high) // 2, photo)
     adaptive, uniform = (encode_at_rate(default_model, photo, target, allocation=a) for a in ("adaptive", "uniform"))
-    counts = alloc.counts_of(adaptive.indices)
+    counts = token_counts.counts_of(adaptive.indices)
     assert counts.min() < s and 2 < adaptive.mean_tokens < s and adaptive.token_counts == "adaptive"
     assert len(uniform.data) <= len(adaptive.data) + 4 and adaptive.bpp <= target
     assert (parse(adaptive.data)[2] == adaptive.indices).all()
@@ -91,9 +95,9 @@ def _error(model, enc, photo) -> float:
 
 def test_refined_rate_control_fits_trims_and_never_loses_to_the_plain_file(default_model, photo):
     s = default_model.config.subspaces
-    low, high = (len(encode_image(default_model, photo, q, allocation="uniform").data)
+    low, high = (len(encode_image(default_model, photo, quality=q, allocation="uniform").data)
                  for q in (default_model.groups_for(s), default_model.qualities))
-    x = codec._to_tensor(photo, default_model.config.stride, "cpu")
+    x = image_to_tensor(photo, default_model.config.stride, "cpu")
     # a target where the refined tokens under the plain file's counts are over it, so the refined file has to drop
     # tokens (refined tokens cost a few percent more bits; the files are whole 32-bit words, so not every target:
     # a fine grid of targets and 12 steps, since which targets qualify changes with the shipped default model;
@@ -102,15 +106,15 @@ def test_refined_rate_control_fits_trims_and_never_loses_to_the_plain_file(defau
     for frac in np.linspace(0.02, 0.98, 49):
         target = _bpp_of(low + frac * (high - low), photo)
         plain = encode_at_rate(default_model, photo, target)
-        counts = alloc.counts_of(plain.indices)
-        r_indices, r_gains = codec._refined_tokens(default_model, x, steps, counts)
+        counts = token_counts.counts_of(plain.indices)
+        r_indices, r_gains = encoder.refined_tokens(default_model, x, steps, counts)
         if encode_indices(default_model, r_indices, *photo.shape[:2], gains=r_gains).bpp > target:
             break
     else:
         pytest.fail("no target where the refined file is over it")
     refined = encode_at_rate(default_model, photo, target, refine=steps)
     assert refined.bpp <= target and refined.data != plain.data  # trimmed, and still better than the plain file
-    assert (alloc.counts_of(refined.indices) <= counts).all() and refined.mean_tokens < plain.mean_tokens
+    assert (token_counts.counts_of(refined.indices) <= counts).all() and refined.mean_tokens < plain.mean_tokens
     assert _error(default_model, refined, photo) < _error(default_model, plain, photo)
     header, _, indices, gains = parse(refined.data)
     assert header.version == 3 and (indices == refined.indices).all() and (gains == refined.gains).all()

@@ -12,7 +12,10 @@ from PIL import Image
 from leechcodec import model as model_module
 from leechcodec import refine as refine_module
 from leechcodec.cli import main
-from leechcodec.codec import _to_tensor, decode_indices, decompress, encode_image
+from leechcodec.pixels import image_to_tensor
+from leechcodec.codec import decompress
+from leechcodec.container import decode_indices
+from leechcodec.encoder import encode_image
 from leechcodec.refine import refine_tokens
 
 
@@ -22,7 +25,7 @@ def _mse(net, x, indices, gains) -> float:
 
 
 def test_zero_steps_are_the_plain_encoder(default_model, photo):
-    x = _to_tensor(photo, default_model.config.stride, "cpu")
+    x = image_to_tensor(photo, default_model.config.stride, "cpu")
     for k in (1, default_model.config.groups):
         r = refine_tokens(default_model.net, x, k, 0)
         indices, gains = default_model.net.encode(x, k)
@@ -31,7 +34,7 @@ def test_zero_steps_are_the_plain_encoder(default_model, photo):
 
 
 def test_refinement_lowers_the_decoded_error(default_model, photo):
-    x = _to_tensor(photo, default_model.config.stride, "cpu")
+    x = image_to_tensor(photo, default_model.config.stride, "cpu")
     net = default_model.net
     for k in (2, 4):
         r = refine_tokens(net, x, k, 8)
@@ -47,7 +50,7 @@ def test_direction_only_models_refine_too(photo):
     from leechcodec.zoo import load_model
 
     m = load_model("leech-gdn-s16g12")
-    x = _to_tensor(photo, m.config.stride, "cpu")
+    x = image_to_tensor(photo, m.config.stride, "cpu")
     assert torch.equal(refine_tokens(m.net, x, 3, 0).indices, m.net.encode(x, 3)[0])
     r = refine_tokens(m.net, x, 3, 4)
     assert r.gains is None and r.mse <= r.plain_mse
@@ -60,21 +63,21 @@ def test_tiled_refinement_measures_the_tiled_decoder(default_model, photo, monke
     for module in (model_module, refine_module):
         monkeypatch.setattr(module, "DECODE_TILE", 2)
         monkeypatch.setattr(module, "DECODE_MARGIN", 1)
-    x = _to_tensor(photo, default_model.config.stride, "cpu")
+    x = image_to_tensor(photo, default_model.config.stride, "cpu")
     r = refine_tokens(default_model.net, x, 4, 4)
     assert r.mse <= r.plain_mse
     assert r.mse == pytest.approx(_mse(default_model.net, x, r.indices, r.gains), rel=1e-5)
 
 
 def test_refined_files_are_ordinary_files(default_model, photo):
-    enc = encode_image(default_model, photo, 3, refine=4)
+    enc = encode_image(default_model, photo, quality=3, refine=4)
     assert 8 * len(enc.data) >= enc.information_bits
     decoded = np.asarray(decompress(enc.data))
     assert np.array_equal(decoded, decode_indices(default_model, enc.indices, *photo.shape[:2], enc.gains))
-    plain = encode_image(default_model, photo, 3)
+    plain = encode_image(default_model, photo, quality=3)
     assert enc.indices.shape == plain.indices.shape  # the same number of tokens: refinement is not a rate control
     with pytest.raises(ValueError, match="refine"):
-        encode_image(default_model, photo, 3, refine=-1)
+        encode_image(default_model, photo, quality=3, refine=-1)
 
 
 def test_cli_refine(tmp_path, photo):

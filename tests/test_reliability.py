@@ -15,7 +15,8 @@ from PIL import Image
 import leechcodec
 from leechcodec import imageio, zoo
 from leechcodec import model as model_module
-from leechcodec.codec import decode_indices, encode_image
+from leechcodec.container import decode_indices
+from leechcodec.encoder import encode_image
 from leechcodec.imageio import ImageError, read_image
 from leechcodec.metrics import psnr
 
@@ -58,13 +59,13 @@ def test_decompression_bomb_refused_before_decoding(tmp_path, monkeypatch):
 
 def test_tiled_transforms_match_whole_image(default_model, monkeypatch):
     rgb = np.asarray(Image.open(_kodak_or_skip()).convert("RGB"))[:256, :384].copy()
-    whole = encode_image(default_model, rgb, default_model.qualities)
+    whole = encode_image(default_model, rgb, quality=default_model.qualities)
     dec_whole = decode_indices(default_model, whole.indices, *rgb.shape[:2], whole.gains)
     monkeypatch.setattr(model_module, "ENCODE_TILE", 128)
     monkeypatch.setattr(model_module, "ENCODE_MARGIN", 64)
     monkeypatch.setattr(model_module, "DECODE_TILE", 8)
     monkeypatch.setattr(model_module, "DECODE_MARGIN", 4)
-    tiled = encode_image(default_model, rgb, default_model.qualities)
+    tiled = encode_image(default_model, rgb, quality=default_model.qualities)
     dec_tiled = decode_indices(default_model, tiled.indices, *rgb.shape[:2], tiled.gains)
     assert (tiled.indices != whole.indices).mean() < 0.02
     assert abs(psnr(rgb, dec_tiled) - psnr(rgb, dec_whole)) < 0.1
@@ -123,7 +124,7 @@ def test_written_files_get_the_umask_mode_and_overwrites_keep_theirs(tmp_path):
 
 
 def test_tampered_or_truncated_weights_refused(default_model, tmp_path):
-    src = zoo.models_dir() / zoo._registry()["models"][default_model.model_id]["file"]
+    src = zoo.models_dir() / zoo.registry()["models"][default_model.model_id]["file"]
     bad = tmp_path / src.name
     shutil.copy(src, bad)
     data = bytearray(bad.read_bytes())
