@@ -6,6 +6,8 @@ Python API::
     data = leechcodec.compress("photo.png", quality=3)   # .lsq bytes
     image = leechcodec.decompress(data)                  # PIL.Image
     leechcodec.list_models(); leechcodec.load_model("leech-gdn-s16g12")
+
+Importing the package registers a Pillow plugin: ``Image.open("x.lsq")`` and ``img.save("x.lsq", quality=5)``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ __all__ = ["__version__", "compress", "decompress", "list_models", "load_model"]
 # no model, such as --help, --version and info — does not pay the seconds torch and compressai take to import.
 _LAZY = {"compress": "leechcodec.codec", "decompress": "leechcodec.codec", "list_models": "leechcodec.zoo",
          "load_model": "leechcodec.zoo"}
+
+
+def _register_pillow_plugin() -> None:
+    from leechcodec import pillow_plugin
+
+    pillow_plugin.register()
+
+
+_register_pillow_plugin()
 
 
 def __getattr__(name: str):

@@ -50,7 +50,10 @@ def _read_input(path: Path) -> bytes:
         raise UserError(f"{path}: no such file")
     if path.is_dir():
         raise UserError(f"{path} is a directory, not a file")
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
 
 
 PRIOR_OPTION = click.option("--prior", type=click.Choice(["auto", "conditional", "static"]), default="auto",
@@ -79,9 +82,60 @@ def main() -> None:
     warnings.formatwarning = lambda msg, *a, **k: f"leechcodec: warning: {msg}\n"
 
 
+def _outputs(inputs: tuple[Path, ...], output: Path | None, suffix: str) -> list[Path]:
+    """Where each input is written: INPUT with the suffix; with -o, that file (one input) or that folder (several)."""
+    if not inputs:
+        raise UserError("no input files given")
+    if output is None:
+        outs = [p.with_suffix(suffix) for p in inputs]
+    elif len(inputs) == 1:
+        outs = [output]
+    else:
+        if not output.is_dir():
+            raise UserError(f"-o {output} must be an existing folder when there are several inputs")
+        outs = [output / p.with_suffix(suffix).name for p in inputs]
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, outs):
+        if dst.resolve() in seen:
+            raise UserError(f"{src} and {seen[dst.resolve()]} would both be written to {dst}")
+        seen[dst.resolve()] = src
+    return outs
+
+
+def _run_batch(jobs: list[tuple[Path, Path]], work, what: str) -> None:
+    """Run work(input, output) → (bytes written, pixels) for every job. A failing job (UserError) is reported on its
+    own line and skipped; with several jobs a progress bar runs on stderr and a summary line follows. Exits with
+    status 1 when any job failed."""
+    import time
+
+    if len(jobs) == 1:
+        work(*jobs[0])
+        return
+    from tqdm import tqdm
+
+    start, failed, total_bytes, total_pixels = time.perf_counter(), 0, 0, 0
+    with tqdm(jobs, desc=what, unit="file", file=sys.stderr, leave=False, disable=None) as bar:
+        for src, dst in bar:
+            try:
+                written, pixels = work(src, dst)
+            except UserError as e:
+                bar.clear()
+                e.show()
+                failed += 1
+                continue
+            total_bytes, total_pixels = total_bytes + written, total_pixels + pixels
+    done = len(jobs) - failed
+    rate = f", {8 * total_bytes / total_pixels:.4f} bpp on average" if what == "encode" and total_pixels else ""
+    click.echo(f"{what}: {done} of {len(jobs)} files, {total_bytes} bytes{rate}, "
+               f"{time.perf_counter() - start:.1f} s" + (f"; {failed} failed" if failed else ""))
+    if failed:
+        sys.exit(1)
+
+
 @main.command(context_settings=CONTEXT)
-@click.argument("input", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="output .lsq (default: INPUT with .lsq)")
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="output .lsq for one input, an existing folder for several (default: each INPUT with .lsq)")
 @click.option("-q", "--quality", type=int, default=None, help="quality level 1..N, lowest rate first")
 @click.option("--bpp", type=float, default=None,
               help="rate control instead of -q: the largest file of at most this many bits per pixel (adaptive "
@@ -91,57 +145,80 @@ def main() -> None:
 @REFINE_OPTION
 @ALLOCATION_OPTION
 @DEVICE_OPTION
-@click.option("-f", "--force", is_flag=True, help="overwrite an existing output")
-def encode(input: Path, output: Path | None, quality: int | None, bpp: float | None, model_id: str | None,
-           prior: str, refine: int, allocation: str, device: str, force: bool) -> None:
-    """Compress an image (anything Pillow reads) into a .lsq file."""
+@click.option("-f", "--force", is_flag=True, help="overwrite existing outputs")
+def encode(inputs: tuple[Path, ...], output: Path | None, quality: int | None, bpp: float | None,
+           model_id: str | None, prior: str, refine: int, allocation: str, device: str, force: bool) -> None:
+    """Compress images (anything Pillow reads) into .lsq files; the model is loaded once for all of them."""
     from leechcodec.encoder import encode_at_rate, encode_image
     from leechcodec.imageio import ImageError, read_image, write_atomic
     from leechcodec.zoo import load_model
 
     if bpp is not None and quality is not None:
         raise UserError("--bpp replaces -q")
-    output = output or input.with_suffix(".lsq")
-    _check_output(output, force)
+    jobs = list(zip(inputs, _outputs(inputs, output, ".lsq")))
+    for _, dst in jobs if len(jobs) == 1 else ():
+        _check_output(dst, force)
     try:
-        rgb = read_image(input)
         model = load_model(model_id, _device(device))
-        if bpp is None:
-            enc = encode_image(model, rgb, quality=quality, prior=prior, refine=refine, allocation=allocation)
-        else:
-            enc = encode_at_rate(model, rgb, bpp, prior=prior, allocation=allocation, refine=refine)
-    except (ImageError, ValueError) as e:
-        raise UserError(f"{input}: {e}" if isinstance(e, ImageError) else str(e)) from None
-    write_atomic(output, enc.data)
-    setting = (f"quality {quality or model.meta.get('default_quality')}" if bpp is None
-               else f"target {bpp:g} bpp, {enc.mean_tokens:.2f} tokens per position")
-    setting += f", refine {refine}" if refine else ""
-    click.echo(f"{output}: {len(enc.data)} bytes, {enc.width}x{enc.height}, {enc.bpp:.4f} bpp "
-               f"(model {model.model_id}, {setting}, {enc.token_counts} token counts)")
+        model.groups_for(quality)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+    def work(src: Path, dst: Path) -> tuple[int, int]:
+        _check_output(dst, force)
+        try:
+            rgb = read_image(src)
+            if bpp is None:
+                enc = encode_image(model, rgb, quality=quality, prior=prior, refine=refine, allocation=allocation)
+            else:
+                enc = encode_at_rate(model, rgb, bpp, prior=prior, allocation=allocation, refine=refine)
+        except (ImageError, ValueError) as e:
+            raise UserError(f"{src}: {e}") from None
+        write_atomic(dst, enc.data)
+        if len(jobs) == 1:
+            setting = (f"quality {quality or model.meta.get('default_quality')}" if bpp is None
+                       else f"target {bpp:g} bpp, {enc.mean_tokens:.2f} tokens per position")
+            setting += f", refine {refine}" if refine else ""
+            click.echo(f"{dst}: {len(enc.data)} bytes, {enc.width}x{enc.height}, {enc.bpp:.4f} bpp "
+                       f"(model {model.model_id}, {setting}, {enc.token_counts} token counts)")
+        return len(enc.data), enc.width * enc.height
+
+    _run_batch(jobs, work, "encode")
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("input", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="output image (default: INPUT with .png)")
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="output image for one input, an existing folder for several (default: each INPUT with .png)")
 @DEVICE_OPTION
-@click.option("-f", "--force", is_flag=True, help="overwrite an existing output")
-def decode(input: Path, output: Path | None, device: str, force: bool) -> None:
-    """Decompress a .lsq file to PNG (the model comes from the file)."""
+@click.option("-f", "--force", is_flag=True, help="overwrite existing outputs")
+def decode(inputs: tuple[Path, ...], output: Path | None, device: str, force: bool) -> None:
+    """Decompress .lsq files to PNG (each file names its model)."""
     from PIL import Image
 
     from leechcodec.container import decode_indices, parse
     from leechcodec.imageio import png_bytes, write_atomic
 
-    output = output or input.with_suffix(".png")
-    _check_output(output, force)
-    data = _read_input(input)
-    try:
-        header, model, indices, gains = parse(data, _device(device))
-        rgb = decode_indices(model, indices, header.height, header.width, gains)
-    except ValueError as e:
-        raise UserError(f"{input}: {e}") from None
-    write_atomic(output, png_bytes(Image.fromarray(rgb, "RGB")))
-    click.echo(f"{output}: {header.width}x{header.height}")
+    jobs = list(zip(inputs, _outputs(inputs, output, ".png")))
+    for _, dst in jobs if len(jobs) == 1 else ():
+        _check_output(dst, force)
+    dev = _device(device)
+
+    def work(src: Path, dst: Path) -> tuple[int, int]:
+        _check_output(dst, force)
+        data = _read_input(src)
+        try:
+            header, model, indices, gains = parse(data, dev)
+            rgb = decode_indices(model, indices, header.height, header.width, gains)
+        except ValueError as e:
+            raise UserError(f"{src}: {e}") from None
+        png = png_bytes(Image.fromarray(rgb, "RGB"))
+        write_atomic(dst, png)
+        if len(jobs) == 1:
+            click.echo(f"{dst}: {header.width}x{header.height}")
+        return len(png), header.width * header.height
+
+    _run_batch(jobs, work, "decode")
 
 
 @main.command(context_settings=CONTEXT)

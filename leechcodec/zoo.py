@@ -9,7 +9,7 @@ says how to restore them (once restored, it loads as before). An entry's ``"form
 conditional priors it shipped with before its current one (file, sha256, and the commit whose tree still holds the
 file): files written with one of them still decode, once that prior file is back in the models folder
 (``former_context``).
-The models folder is ``$LEECHCODEC_MODELS`` if set, else ``models/`` next to the package.
+The models folder: ``models_dir``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,12 @@ class ModelError(ValueError):
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("LEECHCODEC_MODELS", Path(__file__).resolve().parents[1] / "models"))
+    """$LEECHCODEC_MODELS if set; else the models installed with the package (a wheel's leechcodec/models); else the
+    source tree's models/ folder (a checkout, or an editable install)."""
+    if "LEECHCODEC_MODELS" in os.environ:
+        return Path(os.environ["LEECHCODEC_MODELS"])
+    installed = Path(__file__).resolve().parent / "models"
+    return installed if (installed / "zoo.json").is_file() else Path(__file__).resolve().parents[1] / "models"
 
 
 def registry() -> dict:

@@ -10,6 +10,7 @@ import pytest
 from leechcodec.entropy import NUM_SYMBOLS, StaticPrior
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+SAMPLE = Path(__file__).resolve().parents[1] / "docs" / "sample.png"
 
 
 @pytest.fixture(scope="session")
@@ -30,11 +31,7 @@ def default_model():
 
 @pytest.fixture(scope="session")
 def photo() -> np.ndarray:
-    """A 96x80 crop of a natural image (Kodak kodim23 if present, else a smooth synthetic picture)."""
-    path = KODAK / "kodim23.png"
-    if path.exists():
-        from PIL import Image
+    """A 96x80 crop of a natural image: the repository's docs/sample.png (public domain, docs/sample-LICENSE.md)."""
+    from PIL import Image
 
-        return np.asarray(Image.open(path).convert("RGB"))[200:280, 300:396].copy()
-    y, x = np.mgrid[0:80, 0:96]
-    return np.stack([(x * 2) % 256, (y * 3) % 256, (x + y) % 256], -1).astype(np.uint8)
+    return np.asarray(Image.open(SAMPLE).convert("RGB"))[200:280, 150:246].copy()
