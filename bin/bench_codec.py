@@ -13,19 +13,17 @@ allocation (format 3) are timed side by side (each with --refine N steps when gi
 
 from __future__ import annotations
 
-import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch or leechcodec
 
 # isort: split
 
 import argparse
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:

@@ -9,19 +9,16 @@ the same seeded Gaussian vectors (brute force on a prefix, as it is slow); the s
 
 from __future__ import annotations
 
-import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch or leechcodec
 
 # isort: split
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numba
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leechcodec import lattice
 
 

@@ -12,14 +12,13 @@ curves of other results into the plot too.
 
 from __future__ import annotations
 
-import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch or leechcodec
 
 # isort: split
 
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 
@@ -43,7 +42,6 @@ def main(argv: list[str] | None = None) -> None:
 
     data = load(args.result)
     others = [load(path) for path in args.against]
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     if args.plot:
         from leechcodec.evaluate import curves_from_json, load_anchors, plot
 

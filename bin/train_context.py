@@ -3,128 +3,35 @@
 
     bin/train_context.py leech-gdn-s16g12 [--images 600] [--steps 400] [--work runs/ctx]
 
-The shipped conditional prior of leech-gdn-s16g12 (models/leech-gdn-s16g12-ctx-98285498.pt) came from
+Encodes training images (never Kodak) with the frozen model (indices cached in --work), fits the context weights
+group by group and pass by pass, writes ``models/<id>-ctx-<sha8>.pt`` and records it in the model's registry entry,
+then prints the held-out code length under the static and the conditional prior. The shipped conditional priors
+came from, e.g.:
 
     bin/train_context.py leech-gdn-s16g12 --images 500 --steps 250 --batch 1024 --lr 5e-3
 
-(1,037 s on the 2-core CPU; its output is kept in docs/train_log_leech-gdn-s16g12-ctx.txt), and that of leech-s16g8
-(models/leech-s16g8-ctx-e135ba96.pt) from the same line with leech-s16g8 (docs/train_log_leech-s16g8-ctx.txt).
-
-1. Encodes centre crops (at most 768×768) of training images (never Kodak; the validation images of
-   ``bin/train.py`` are held out) with the frozen model and caches the indices in ``--work``.
-2. For each group and pass (see ``leechcodec.context``) fits the linear map from context features to tilts by
-   minimizing the exact code length of the factorized model (``leechcodec.conditional``) with Adam, starting from
-   zero tilts (= the static prior).
-3. Rounds the weights to integers, writes ``models/<id>-ctx-<sha8>.pt`` and records it in the model's registry entry,
-   then prints the code length of the held-out images under the static and the conditional prior, measured with
-   the real (integer) coder.
+The work is done by leechcodec.training.context_fit.
 """
 
 from __future__ import annotations
 
-import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
+import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch or leechcodec
 
 # isort: split
 
 import argparse
-import json
-import math
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from leechcodec.training import TrainingError
+from leechcodec.training.context_fit import fit_context_prior
+from leechcodec.training.data import DEFAULT_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bin"))
-from train import DEFAULT_DATA, load_images
-
-from leechcodec import conditional, context, lattice
-from leechcodec.zoo import PRIOR_FILE_VERSION, FileTooLargeError, file_sha256, load_model, models_dir, save_hashed
-
-LN2 = math.log(2)
-
-
-def extract(model, images: list[np.ndarray], crop: int = 768) -> list[np.ndarray]:
-    """Indices [G, h, w] of centre crops (sides multiples of the stride)."""
-    s = model.config.stride
-    out = []
-    for img in images:
-        h, w = (min(crop, d) // s * s for d in img.shape[:2])
-        y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-        x = torch.from_numpy(img[y0:y0 + h, x0:x0 + w].copy()).permute(2, 0, 1)[None].float().div(255)
-        out.append(model.net.encode(x)[0][0].numpy().astype(np.int32))
-    return out
-
-
-def dataset(indices: list[np.ndarray], g: int, p: int, subspaces: int) -> tuple[torch.Tensor, np.ndarray]:
-    """(features [N, F] float32, indices [N]) of every token of group g, pass p (a model with that many subspaces)."""
-    feats, targets = [], []
-    for idx in indices:
-        vec = lattice.index_to_vector(idx[: g + 1])
-        ys, xs = context.pass_positions(*idx.shape[1:], p)
-        feats.append(context.features(vec, g, p, subspaces))
-        targets.append(idx[g, ys, xs])
-    return torch.from_numpy(np.concatenate(feats).astype(np.float32)), np.concatenate(targets).astype(np.int64)
-
-
-class StepTables:
-    """The code vectors of each step as float tensors (for the differentiable tilts)."""
-
-    def __init__(self):
-        cb = torch.from_numpy(lattice.codebook().astype(np.float32))
-        self.a = cb[: lattice.OFFSET_B]  # [1104, 24]
-        self.signs = cb[lattice.OFFSET_B: lattice.OFFSET_C].view(759, 128, 24)
-        self.octad_mask = (self.signs[:, 0] != 0).float()  # [759, 24]
-        bits = (lattice._CODEWORDS[:, None] >> np.arange(24)) & 1  # [4096, 24], codeword of message m
-        self.codeword = torch.from_numpy(1 - 2 * bits).float()  # (−1)^c
-
-
-def log2_static(st: conditional.StaticTables) -> dict:
-    return {k: torch.from_numpy(np.log2(getattr(st, k))).float()
-            for k in ("cls", "a", "octad", "signs", "codeword", "position")}
-
-
-def code_length(t: torch.Tensor, targets: np.ndarray, ls: dict, tab: StepTables) -> torch.Tensor:
-    """Total bits of the tokens under tilts t [N, OUTPUTS] (in bits), the factorized model of ``conditional``."""
-    cls, a, octad, signs, msg, pos = (torch.from_numpy(v) for v in conditional.split_index(targets))
-    mu, nu, rho = t[:, 3:27], t[:, 27:51], t[:, 51:75]
-    ce = lambda logits, y: torch.nn.functional.cross_entropy(logits * LN2, y, reduction="sum") / LN2
-    bits = ce(ls["cls"] + t[:, :3], cls)
-    sa, sb, sc = cls == 0, cls == 1, cls == 2
-    if sa.any():
-        bits = bits + ce(ls["a"] + mu[sa] @ tab.a.T, a[sa])
-    if sb.any():
-        o = octad[sb]
-        bits = bits + ce(ls["octad"] + nu[sb] @ tab.octad_mask.T, o)
-        bits = bits + ce(ls["signs"][o] + torch.einsum("nbd,nd->nb", tab.signs[o], mu[sb]), signs[sb])
-    if sc.any():
-        m = msg[sc]
-        bits = bits + ce(ls["codeword"] + mu[sc] @ tab.codeword.T, m)
-        bits = bits + ce(ls["position"][m] - 4 * tab.codeword[m] * mu[sc] + rho[sc], pos[sc])
-    return bits
-
-
-def fit(feats: torch.Tensor, targets: np.ndarray, ls: dict, tab: StepTables, steps: int, batch: int,
-        lr: float, seed: int) -> np.ndarray:
-    """Adam on the mean code length; returns the float weights [OUTPUTS, F] in bits per unit feature."""
-    gen = torch.Generator().manual_seed(seed)
-    w = torch.zeros(conditional.OUTPUTS, feats.shape[1], requires_grad=True)
-    opt = torch.optim.Adam([w], lr=lr)
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        b = torch.randint(0, len(targets), (min(batch, len(targets)),), generator=gen)
-        loss = code_length(feats[b] @ w.T, targets[b.numpy()], ls, tab) / len(b)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return w.detach().numpy()
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_id")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -135,74 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "ctx")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    torch.manual_seed(args.seed)
-
-    model = load_model(args.model_id)
-    args.work.mkdir(parents=True, exist_ok=True)
-    cache = args.work / f"indices-{args.model_id}-{args.images}.npz"
-    t0 = time.time()
-    if cache.exists():
-        z = np.load(cache)
-        train_idx = [z[f"t{i}"] for i in range(int(z["n_train"]))]
-        val_idx = [z[f"v{i}"] for i in range(int(z["n_val"]))]
-    else:
-        train_imgs, val_imgs = load_images(args.data, 0)
-        rng = np.random.default_rng(args.seed)
-        chosen = sorted(rng.choice(len(train_imgs), min(args.images, len(train_imgs)), replace=False))
-        with torch.no_grad():
-            train_idx = extract(model, [train_imgs[i] for i in chosen])
-            val_idx = extract(model, val_imgs)
-        np.savez(cache, n_train=len(train_idx), n_val=len(val_idx), **{f"t{i}": v for i, v in enumerate(train_idx)},
-                 **{f"v{i}": v for i, v in enumerate(val_idx)})
-    print(f"indices of {len(train_idx)} training and {len(val_idx)} held-out images ready in {time.time() - t0:.0f} s",
-          flush=True)
-
-    freqs = model.prior.freqs
-    groups = freqs.shape[0]
-    tab = StepTables()
-    weights = np.zeros((groups, len(context.PASSES), conditional.OUTPUTS, context.NUM_FEATURES), np.int16)
-    for g in range(groups):
-        ls = log2_static(conditional.StaticTables.from_freqs(freqs[g]))
-        for ps in range(len(context.PASSES)):
-            t1 = time.time()
-            feats, targets = dataset(train_idx, g, ps, model.config.subspaces)
-            w = fit(feats, targets, ls, tab, args.steps, args.batch, args.lr, args.seed + 31 * g + ps)
-            wq = np.rint(w * conditional.LOG_UNIT * 2 ** conditional.SHIFT)
-            weights[g, ps] = np.clip(wq, -32767, 32767)  # int16 storage; clipping is reported, and rare
-            clipped = int((np.abs(wq) > 32767).sum())
-            with torch.no_grad():
-                zero = code_length(torch.zeros(len(targets), conditional.OUTPUTS), targets, ls, tab) / len(targets)
-                wf = torch.from_numpy(weights[g, ps].astype(np.float32)) / (conditional.LOG_UNIT * 2 ** conditional.SHIFT)
-                fitted = code_length(feats @ wf.T, targets, ls, tab) / len(targets)
-            print(f"group {g} pass {ps}: {len(targets)} tokens, training bits/token {zero:.3f} -> {fitted:.3f} "
-                  f"({time.time() - t1:.0f} s{f', {clipped} weights clipped' if clipped else ''})", flush=True)
-
-    base = models_dir() / json.loads((models_dir() / "zoo.json").read_text())["models"][args.model_id]["file"]
-    blob = {"format": PRIOR_FILE_VERSION, "model_id": args.model_id, "base_sha256": file_sha256(base),
-            "weights": torch.from_numpy(weights),
-            "meta": {"training_images": len(train_idx), "steps": args.steps, "batch": args.batch, "lr": args.lr,
-                     "seconds": round(time.time() - t0)}}
     try:
-        path, sha = save_hashed(blob, f"{args.model_id}-ctx")
-    except FileTooLargeError as e:
-        raise SystemExit(f"train_context: the context prior file would be {e.size / 1e6:.1f} MB, over the "
-                         f"{e.max_bytes / 1e6:.0f} MB a shipped file may have") from None
-    reg_path = models_dir() / "zoo.json"
-    reg = json.loads(reg_path.read_text())
-    entry = reg["models"][args.model_id]
-    old = entry.get("context_prior", {}).get("file")
-    if old and old != path.name:
-        (models_dir() / old).unlink(missing_ok=True)
-    entry["context_prior"] = {"file": path.name, "sha256": sha}
-    reg_path.write_text(json.dumps(reg, indent=2) + "\n")
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and registered it", flush=True)
-
-    prior = conditional.ConditionalPrior(weights, freqs, model.config.subspaces)
-    static_bits = sum(model.prior.information_bits(i) for i in val_idx)
-    ctx_bits = sum(prior.information_bits(i) for i in val_idx)
-    tokens = sum(i.size for i in val_idx)
-    print(f"held-out ({len(val_idx)} images, all {groups} groups): static {static_bits / tokens:.3f} bits/token, "
-          f"conditional {ctx_bits / tokens:.3f} ({ctx_bits / static_bits - 1:+.1%})")
+        fit_context_prior(args.model_id, data=args.data, images=args.images, steps=args.steps, batch=args.batch,
+                          lr=args.lr, work=args.work, seed=args.seed, command=["bin/train_context.py", *argv])
+    except TrainingError as e:
+        sys.exit(f"train_context.py: error: {e}")
 
 
 if __name__ == "__main__":

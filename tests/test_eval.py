@@ -87,31 +87,34 @@ def test_bd_rate_identities():
     assert math.isnan(bd_rate(rate, quality, rate, [40, 41, 42, 43]))
 
 
-def test_rd_table_prints_bd_rate_against_another_result(tmp_path, capsys):
-    """bin/rd_table.py --against: the BD-rate of one eval result's curve against another's (here: the same PSNRs
-    at 80% of the rate, so exactly -20%)."""
+def test_rd_table_prints_bd_rate_against_another_result(tmp_path):
+    """bin/rd_table.py --against, run as a command: the BD-rate of one eval result's curve against another's (here:
+    the same PSNRs at 80% of the rate, so exactly -20%)."""
     import json
+    import subprocess
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bin"))
-    import rd_table
+    rd_table = Path(__file__).resolve().parents[1] / "bin" / "rd_table.py"
 
     def result(name, scale):
         r = {"quality": [1, 2, 3], "bpp": [0.1 * scale, 0.2 * scale, 0.4 * scale], "psnr-rgb": [24.0, 26.0, 28.0],
              "ms-ssim-rgb": [0.8, 0.85, 0.9], "encoding_time": [0.1] * 3, "decoding_time": [0.1] * 3}
         return {"name": name, "description": "test", "images": 2, "results": r, "comparisons": [], "bd_rate": []}
 
+    def run(*args):
+        done = subprocess.run([sys.executable, str(rd_table), *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
     new, old = tmp_path / "new.json", tmp_path / "old.json"
     new.write_text(json.dumps(result("new", 0.8)))
     old.write_text(json.dumps(result("old", 1.0)))
-    rd_table.main([str(new), "--against", str(old)])
-    assert "| old (test) | -20.0% |" in capsys.readouterr().out
+    assert "| old (test) | -20.0% |" in run(str(new), "--against", str(old))
     # --with-their-comparisons: also against the curves measured beside the other result (here at half its rate)
     beside = result("webp", 0.5)
     old.write_text(json.dumps(result("old", 1.0) | {"comparisons": [beside]}))
-    rd_table.main([str(new), "--against", str(old), "--with-their-comparisons"])
-    out = capsys.readouterr().out
+    out = run(str(new), "--against", str(old), "--with-their-comparisons")
     assert "| old (test) | -20.0% |" in out and "| webp (measured beside old) | +60.0% |" in out
 
 

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from leechcodec import lattice
 from leechcodec.rate_proxy import LOG2_CELL_AREA, DirectionRateProxy, log_bessel_i, log_vmf_normalizer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bin"))
-import calibrate_rate_proxy  # noqa: E402
+from leechcodec.training.calibration import calibrate
 
 
 def _log_bessel_series(nu: float, kappa: float, terms: int = 4000) -> float:
@@ -74,6 +70,6 @@ def test_a_sharp_component_is_priced_at_what_its_codes_cost():
     density would claim several bits fewer (the phantom bits a first training run learned to buy)."""
     rng = np.random.default_rng(0)
     for kappa in (25.0, 40.0):
-        _, code_entropy, bits, bare = calibrate_rate_proxy.calibrate(kappa, 200_000, rng)
+        _, code_entropy, bits, bare = calibrate(kappa, 200_000, rng)
         assert abs(bits - code_entropy) < 0.6
         assert bare < code_entropy - 2.5

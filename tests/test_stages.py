@@ -1,19 +1,15 @@
 """Residual stages (ModelConfig.stages > 1): stage-major tokens, each refining what the earlier stages of its 24-d
 subspace left; and fitting another run's weights to a model with fewer subspaces or wider hidden layers (bin/train.py
---init-from)."""
+--init-from: leechcodec.training.loop.fit_weights)."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from leechcodec.model import LeechAutoencoder, ModelConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bin"))
-import train
+from leechcodec.training import TrainingError
+from leechcodec.training.loop import fit_weights
 
 
 def _net(stages: int, groups: int = 6) -> LeechAutoencoder:
@@ -34,16 +30,16 @@ def test_config_needs_whole_stages_with_gains():
 def test_each_stage_refines_its_subspace_and_tokens_are_prefixes():
     net = _net(3)
     y = torch.randn(2, 48, 5, 6)
-    idx, sym, vec = net._quantize_stages(y, 6)
+    idx, sym, vec = net.quantize_stages(y, 6)
     assert idx.shape == sym.shape == (2, 6, 5, 6) and vec.shape == (2, 144, 5, 6)
     # stage 1 are the plain gain–shape tokens of y
     assert (idx[:, :2] == net.quantizer(y)[1]).all() and (sym[:, :2] == net.gain_symbols(y)).all()
     # fewer tokens are a prefix of more (the rate control keeps leading tokens)
-    idx4, sym4, _ = net._quantize_stages(y, 4)
+    idx4, sym4, _ = net.quantize_stages(y, 4)
     assert (idx4 == idx[:, :4]).all() and (sym4 == sym[:, :4]).all()
     # every added stage brings the decoder input closer to y/√24, by a wide margin
     target = y / 24**0.5
-    errors = [float(((net._assemble(vec[:, : 24 * k]) - target) ** 2).sum()) for k in (2, 4, 6)]
+    errors = [float(((net.assemble(vec[:, : 24 * k]) - target) ** 2).sum()) for k in (2, 4, 6)]
     assert errors[1] < 0.6 * errors[0] and errors[2] < 0.6 * errors[1]
 
 
@@ -60,12 +56,12 @@ def test_decode_of_encode_is_the_training_pass():
 
 def test_fit_weights_keeps_the_first_subspaces():
     wide, narrow = _net(1).state_dict(), _net(3).state_dict()
-    fitted = train.fit_weights(wide, _net(3))
+    fitted = fit_weights(wide, _net(3))
     assert all(fitted[n].shape == narrow[n].shape for n in narrow)
     last_conv = next(n for n in wide if n.startswith("g_a.") and wide[n].shape[0] == 144)
     assert torch.equal(fitted[last_conv], wide[last_conv][:48])
-    with pytest.raises(SystemExit, match="needs"):  # the latent may not grow
-        train.fit_weights(narrow, _net(1))
+    with pytest.raises(TrainingError, match="needs"):  # the latent may not grow
+        fit_weights(narrow, _net(1))
 
 
 def test_fit_weights_widens_hidden_layers_without_changing_the_function():
@@ -78,7 +74,7 @@ def test_fit_weights_widens_hidden_layers_without_changing_the_function():
     cfg = ModelConfig.from_dict(narrow.cfg.to_dict() | {"widths": (8, 16, 12)})
     torch.manual_seed(1)
     wide = LeechAutoencoder(cfg)
-    wide.load_state_dict(train.fit_weights(narrow.state_dict(), wide))
+    wide.load_state_dict(fit_weights(narrow.state_dict(), wide))
     wide.eval()
     x = torch.rand(1, 3, 48, 64)
     with torch.no_grad():
@@ -90,5 +86,5 @@ def test_fit_weights_widens_hidden_layers_without_changing_the_function():
     residual = LeechAutoencoder(ModelConfig(groups=6, widths=(8, 8, 8, 8), arch="residual", gain_levels=11,
                                             groups_for_quality=(1, 6), stages=3))
     wider = LeechAutoencoder(ModelConfig.from_dict(residual.cfg.to_dict() | {"widths": (8, 8, 8, 16)}))
-    with pytest.raises(SystemExit, match="needs"):
-        train.fit_weights(residual.state_dict(), wider)
+    with pytest.raises(TrainingError, match="needs"):
+        fit_weights(residual.state_dict(), wider)

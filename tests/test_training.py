@@ -1,9 +1,11 @@
-"""The training pipeline end to end on a toy set: train, resume, export, load, and a real file round trip."""
+"""The training pipeline end to end on a toy set: train, resume, export, load, and a real file round trip
+(leechcodec.training; bin/train.py and bin/export_model.py, run as commands, once)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,47 +14,82 @@ import pytest
 import torch
 from PIL import Image
 
-BIN = Path(__file__).resolve().parents[1] / "bin"
-sys.path.insert(0, str(BIN))
-import export_model
-import train
-
+from leechcodec import container, encoder
 from leechcodec.model import LeechAutoencoder, ModelConfig
+from leechcodec.training import TrainingError
+from leechcodec.training.context_fit import fit_context_prior
+from leechcodec.training.data import is_validation
+from leechcodec.training.export import export_model
+from leechcodec.training.loop import TrainOptions, forward_mse, init_weights, token_directions, train
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--arch", "gdn", "--widths", "8,8,8", "--groups", "2", "--batch", "2", "--crop", "64", "--ckpt-every", "2",
         "--val-every", "2", "--blend-steps", "1", "--seed", "3"]
+TINY_OPTIONS = {"arch": "gdn", "widths": "8,8,8", "groups": 2, "batch": 2, "crop": 64, "ckpt_every": 2,
+                "val_every": 2, "blend_steps": 1, "seed": 3}
+
+
+def _train(out: Path, data: Path, steps: int, **options) -> Path:
+    return train(TrainOptions(out=out, data=data, steps=steps, **(TINY_OPTIONS | options)))
+
+
+def _export(checkpoint: Path, model_id: str, data: Path, **options) -> Path:
+    return export_model(checkpoint, model_id, data=data, images=3, **options)
 
 
 def _toy_data(folder: Path) -> None:
     """Four smooth 96×96 JPEGs, one of them with a name the validation split holds out."""
     folder.mkdir()
     names = [f"train{i}.jpg" for i in range(3)]
-    names.append(next(f"val{i}.jpg" for i in range(10_000) if train.is_validation(f"val{i}.jpg")))
+    names.append(next(f"val{i}.jpg" for i in range(10_000) if is_validation(f"val{i}.jpg")))
     y, x = np.mgrid[0:96, 0:96]
     for k, name in enumerate(names):
         rgb = np.stack([(x * (k + 1)) % 256, (y * 2 + k * 40) % 256, (x + y) % 256], -1).astype(np.uint8)
         Image.fromarray(rgb).save(folder / name, quality=95)
 
 
+def _run(script: str, *args: str, env: dict | None = None) -> str:
+    """A bin/ script as a command, under this python → its stdout."""
+    import os
+
+    done = subprocess.run([sys.executable, str(ROOT / "bin" / script), *args], capture_output=True, text=True,
+                          timeout=300, env=os.environ | (env or {}))
+    assert done.returncode == 0, done.stderr + done.stdout
+    return done.stdout
+
+
 def test_train_resume_export_and_code(tmp_path, monkeypatch):
+    """The commands themselves: bin/train.py trains and resumes, bin/export_model.py ships the weights with their
+    recipe (the model config and every command line that made them), and the model codes real files."""
     data, run, models = tmp_path / "data", tmp_path / "run", tmp_path / "models"
     _toy_data(data)
-    train.main(["--out", str(run), "--data", str(data), "--steps", "2", *TINY])
+    first = ["--out", str(run), "--data", str(data), "--steps", "2", *TINY]
+    _run("train.py", *first)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
     assert ckpt["step"] == 2 and ckpt["config"]["arch"] == "gdn"
 
-    train.main(["--out", str(run), "--data", str(data), "--steps", "4", *TINY])  # resumes at step 2
+    second = ["--out", str(run), "--data", str(data), "--steps", "4", *TINY]
+    assert "resumed from" in _run("train.py", *second)
     rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
     assert [r["step"] for r in rows] == ["2", "4"]
     assert all(float(r["val_psnr_q2"]) > 0 for r in rows)
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 4
 
     monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
-    export_model.main([str(run / "checkpoint.pt"), "--id", "toy", "--data", str(data), "--images", "3",
-                       "--default-quality", "1"])
+    export = [str(run / "checkpoint.pt"), "--id", "toy", "--data", str(data), "--images", "3", "--default-quality", "1"]
+    _run("export_model.py", *export, env={"LEECHCODEC_MODELS": str(models)})
     reg = json.loads((models / "zoo.json").read_text())
     assert reg["default"] == "toy" and reg["models"]["toy"]["arch"] == "gdn"
-    assert (models / reg["models"]["toy"]["file"]).stat().st_size < 2_000_000  # mostly the 2 × 196,560 prior
+    shipped = models / reg["models"]["toy"]["file"]
+    assert shipped.stat().st_size < 2_000_000  # mostly the 2 × 196,560 prior
+
+    # the recipe travels in the file, which still loads with weights_only=True
+    meta = torch.load(shipped, weights_only=True)["meta"]
+    assert ModelConfig.from_dict(meta["config"]) == ModelConfig.from_dict(ckpt["config"])
+    assert meta["training_commands"] == [["bin/train.py", *first], ["bin/train.py", *second]]
+    assert meta["export_command"] == ["bin/export_model.py", *export]
+    assert meta["training_args"]["steps"] == 4 and meta["training_args"]["widths"] == "8,8,8"
+    assert meta["training_steps"] == 4 and meta["kernel_dtype"] == "float32"
 
     from leechcodec import codec
 
@@ -60,21 +97,37 @@ def test_train_resume_export_and_code(tmp_path, monkeypatch):
     lsq = codec.compress(img, quality=2, model="toy")
     out = codec.decompress(lsq)
     assert out.size == (96, 96)
-    header, _, indices, _ = codec.parse(lsq)
+    header, _, indices, _ = container.parse(lsq)
     assert header.model_id == "toy" and tuple(indices.shape)[-3:] == (2, 6, 6)  # 2 groups of 6 × 6 tokens
 
     # a new run can start from the shipped file itself: the same network weights as the checkpoint it came from
-    shipped = models / reg["models"]["toy"]["file"]
-    weights, origin = train.init_weights(shipped, torch.device("cpu"))
+    weights, origin = init_weights(shipped, torch.device("cpu"))
     final = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
     assert weights.keys() == final.keys() and all(torch.equal(weights[k], final[k]) for k in final)
     assert origin == "shipped model toy, 4 steps in its last run"
-    train.main(["--out", str(tmp_path / "more"), "--data", str(data), "--steps", "2", "--init-from", str(shipped),
-                *TINY])
-    assert torch.load(tmp_path / "more" / "checkpoint.pt", weights_only=False)["step"] == 2
+    _train(tmp_path / "more", data, 2, init_from=shipped)
+    more = torch.load(tmp_path / "more" / "checkpoint.pt", weights_only=False)
+    assert more["step"] == 2
+    # called as a library, the run keeps a command line that repeats it
+    assert more["commands"] == [["bin/train.py", "--out", str(tmp_path / "more"), "--data", str(data), "--steps", "2",
+                                 "--batch", "2", "--crop", "64", "--groups", "2", "--widths", "8,8,8",
+                                 "--init-from", str(shipped), "--blend-steps", "1", "--ckpt-every", "2",
+                                 "--val-every", "2", "--seed", "3"]]
     torch.save({"something": 1}, tmp_path / "other.pt")
-    with pytest.raises(SystemExit, match="neither a training checkpoint nor a shipped weights file"):
-        train.init_weights(tmp_path / "other.pt", torch.device("cpu"))
+    with pytest.raises(TrainingError, match="neither a training checkpoint nor a shipped weights file"):
+        init_weights(tmp_path / "other.pt", torch.device("cpu"))
+
+
+def test_a_refused_run_is_one_line_from_the_command(tmp_path):
+    """A library refusal (here: resuming a run with another config) reaches the user as one line, no traceback."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    _toy_data(data)
+    _train(run, data, 1)
+    done = subprocess.run([sys.executable, str(ROOT / "bin" / "train.py"), "--out", str(run), "--data", str(data),
+                           "--steps", "2", *TINY, "--groups", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (f"train.py: error: {run / 'checkpoint.pt'} was trained with another config;"
+                                   " use another --out")
 
 
 def test_max_minutes_stops_early_with_a_validated_checkpoint_and_resumes(tmp_path):
@@ -82,11 +135,11 @@ def test_max_minutes_stops_early_with_a_validated_checkpoint_and_resumes(tmp_pat
     and checkpointed; the same command again resumes there and, without the limit, reaches --steps."""
     data, run = tmp_path / "data", tmp_path / "run"
     _toy_data(data)
-    train.main(["--out", str(run), "--data", str(data), "--steps", "50", "--max-minutes", "1e-9", *TINY])
+    _train(run, data, 50, max_minutes=1e-9)
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 1
     rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
     assert [r["step"] for r in rows] == ["1"] and float(rows[0]["val_psnr_q1"]) > 0
-    train.main(["--out", str(run), "--data", str(data), "--steps", "3", *TINY])
+    _train(run, data, 3)
     rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
     assert [r["step"] for r in rows] == ["1", "3"]
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 3
@@ -98,8 +151,8 @@ def test_bf16_run_keeps_float32_weights_and_tracks_the_float32_run(tmp_path, mon
     data, models = tmp_path / "data", tmp_path / "models"
     _toy_data(data)
     runs = {}
-    for name, extra in (("fp32", []), ("bf16", ["--bf16"])):
-        train.main(["--out", str(tmp_path / name), "--data", str(data), "--steps", "2", *TINY, *extra])
+    for name, extra in (("fp32", False), ("bf16", True)):
+        _train(tmp_path / name, data, 2, bf16=bool(extra))
         runs[name] = list(csv.DictReader((tmp_path / name / "log.csv").read_text().splitlines()))[-1]
     ckpt = torch.load(tmp_path / "bf16" / "checkpoint.pt", weights_only=False)
     assert ckpt["step"] == 2 and all(t.dtype == torch.float32 for t in ckpt["model"].values() if t.is_floating_point())
@@ -108,13 +161,12 @@ def test_bf16_run_keeps_float32_weights_and_tracks_the_float32_run(tmp_path, mon
     model.load_state_dict(ckpt["model"])
     x, keep = torch.rand(2, 3, 64, 64), torch.tensor([2, 1])
     for bf16, dtype in ((True, torch.bfloat16), (False, torch.float32)):  # the step's forward: autocast on or off
-        out, mse = train.forward_mse(model, x, keep, 1.0, bf16)
+        out, mse = forward_mse(model, x, keep, 1.0, bf16)
         assert out["x_hat"].dtype == dtype and mse.dtype == torch.float32 and mse.shape == (2,)
     assert float(runs["bf16"]["val_psnr_q2"]) > 0
 
     monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
-    export_model.main([str(tmp_path / "bf16" / "checkpoint.pt"), "--id", "toy-bf16", "--data", str(data),
-                       "--images", "3"])
+    _export(tmp_path / "bf16" / "checkpoint.pt", "toy-bf16", data)
     from leechcodec import codec
 
     img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
@@ -127,11 +179,10 @@ def test_fp16_kernels_export_ships_the_rounded_network_and_the_size_limit_refuse
     and after the rounding; a file over the size limit is refused with one line and nothing written."""
     data, run, models = tmp_path / "data", tmp_path / "run", tmp_path / "models"
     _toy_data(data)
-    train.main(["--out", str(run), "--data", str(data), "--steps", "2", *TINY])
+    _train(run, data, 2)
     monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
-    export_model.main([str(run / "checkpoint.pt"), "--id", "toy32", "--data", str(data), "--images", "3"])
-    export_model.main([str(run / "checkpoint.pt"), "--id", "toy16", "--data", str(data), "--images", "3",
-                       "--fp16-kernels"])
+    _export(run / "checkpoint.pt", "toy32", data)
+    _export(run / "checkpoint.pt", "toy16", data, fp16_kernels=True)
     printed = capsys.readouterr().out
     assert "fp16 kernels: held-out validation PSNR per quality, float32 → float16 kernels: q1 " in printed
     reg = json.loads((models / "zoo.json").read_text())["models"]
@@ -150,13 +201,13 @@ def test_fp16_kernels_export_ships_the_rounded_network_and_the_size_limit_refuse
                for k in kernels)
     img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
     assert codec.decompress(codec.compress(img, quality=2, model="toy16")).size == (96, 96)
-    weights, _ = train.init_weights(models / reg["toy16"]["file"], torch.device("cpu"))
+    weights, _ = init_weights(models / reg["toy16"]["file"], torch.device("cpu"))
     assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
 
     monkeypatch.setattr(zoo, "MAX_SHIPPED_FILE_BYTES", 1000)
     before = sorted(p.name for p in models.iterdir())
-    with pytest.raises(SystemExit, match=r"would be .* MB, over the 0 MB a shipped file may have \(try --fp16"):
-        export_model.main([str(run / "checkpoint.pt"), "--id", "toy-big", "--data", str(data), "--images", "3"])
+    with pytest.raises(TrainingError, match=r"would be .* MB, over the 0 MB a shipped file may have \(try --fp16"):
+        _export(run / "checkpoint.pt", "toy-big", data)
     assert sorted(p.name for p in models.iterdir()) == before
 
 
@@ -165,26 +216,25 @@ def test_gain_shape_model_from_another_run_exports_and_round_trips(tmp_path, mon
     and files made with it carry the gain symbols exactly."""
     data, base, run, models = tmp_path / "data", tmp_path / "base", tmp_path / "run", tmp_path / "models"
     _toy_data(data)
-    train.main(["--out", str(base), "--data", str(data), "--steps", "2", *TINY])
-    train.main(["--out", str(run), "--data", str(data), "--steps", "2", "--gain-levels", "8",
-                "--init-from", str(base / "checkpoint.pt"), *TINY])
+    _train(base, data, 2)
+    _train(run, data, 2, gain_levels=8, init_from=base / "checkpoint.pt")
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
     assert ckpt["config"]["gain_levels"] == 8 and ckpt["step"] == 2
 
     monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
-    export_model.main([str(run / "checkpoint.pt"), "--id", "toy-gain", "--data", str(data), "--images", "3"])
+    _export(run / "checkpoint.pt", "toy-gain", data)
     from leechcodec import codec
     from leechcodec.zoo import load_model
 
     model = load_model("toy-gain")
     assert model.gains is not None and model.gains.freqs.shape == (2, 9, 8)
     img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
-    enc = codec.encode_image(model, img, 2)
-    header, _, indices, gains = codec.parse(enc.data)
+    enc = encoder.encode_image(model, img, quality=2)
+    header, _, indices, gains = container.parse(enc.data)
     assert (indices == enc.indices).all() and gains.shape == (2, 6, 6) and (gains == enc.gains).all()
     assert codec.decompress(enc.data).size == (96, 96)
-    with pytest.raises(ValueError, match="gain symbols exactly"):
-        codec.encode_indices(model, indices, 96, 96)
+    with pytest.raises(ValueError, match="gain symbols .*exactly"):
+        container.encode_indices(model, indices, 96, 96)
     from leechcodec import bitstream
 
     words = bitstream.unpack(enc.data)[1].copy()
@@ -193,24 +243,24 @@ def test_gain_shape_model_from_another_run_exports_and_round_trips(tmp_path, mon
         codec.decompress(bitstream.pack(header, words))
 
     # the conditional prior of the same model (bin/train_context.py), then files of format 2 with gains
-    import train_context
-
     from leechcodec import zoo
 
-    ctx_args = ["toy-gain", "--data", str(data), "--images", "3", "--steps", "2", "--batch", "64",
-                "--work", str(tmp_path / "ctx")]
+    ctx_args = {"data": data, "images": 3, "steps": 2, "batch": 64, "work": tmp_path / "ctx"}
     before = sorted(p.name for p in models.iterdir())
     with monkeypatch.context() as m:  # the 20 MB limit, lowered: refused with one line, nothing written
         m.setattr(zoo, "MAX_SHIPPED_FILE_BYTES", 1000)
-        with pytest.raises(SystemExit, match=r"context prior file would be .* MB, over the 0 MB a shipped file may have$"):
-            train_context.main(ctx_args)
+        with pytest.raises(TrainingError, match=r"context prior file would be .* MB, over the 0 MB a shipped file "
+                                                r"may have$"):
+            fit_context_prior("toy-gain", **ctx_args)
     assert sorted(p.name for p in models.iterdir()) == before
-    train_context.main(ctx_args)
-    zoo._load_cached.cache_clear()
+    fit_context_prior("toy-gain", **ctx_args, command=["bin/train_context.py", "toy-gain"])
+    prior_file = models / zoo.registry()["models"]["toy-gain"]["context_prior"]["file"]
+    assert torch.load(prior_file, weights_only=True)["meta"]["command"] == ["bin/train_context.py", "toy-gain"]
+    zoo.clear_cache()
     model = load_model("toy-gain")
     assert model.context is not None
-    enc2 = codec.encode_image(model, img, 2, allocation="uniform")  # the same tokens as enc, format 2
-    header2, _, indices2, gains2 = codec.parse(enc2.data)
+    enc2 = encoder.encode_image(model, img, quality=2, allocation="uniform")  # the same tokens as enc, format 2
+    header2, _, indices2, gains2 = container.parse(enc2.data)
     assert header2.version == 2 and (indices2 == enc.indices).all() and (gains2 == enc.gains).all()
 
 
@@ -219,21 +269,20 @@ def test_residual_stage_model_from_a_wider_run_exports_and_round_trips(tmp_path,
     two tokens per position, and decoding adds them."""
     data, base, run, models = tmp_path / "data", tmp_path / "base", tmp_path / "run", tmp_path / "models"
     _toy_data(data)
-    train.main(["--out", str(base), "--data", str(data), "--steps", "2", *TINY])
-    train.main(["--out", str(run), "--data", str(data), "--steps", "2", "--gain-levels", "11", "--gain-log2-min",
-                "-4.5", "--stages", "2", "--init-from", str(base / "checkpoint.pt"), *TINY])
+    _train(base, data, 2)
+    _train(run, data, 2, gain_levels=11, gain_log2_min=-4.5, stages=2, init_from=base / "checkpoint.pt")
     cfg = torch.load(run / "checkpoint.pt", weights_only=False)["config"]
     assert cfg["stages"] == 2 and cfg["groups"] == 2
 
     monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
-    export_model.main([str(run / "checkpoint.pt"), "--id", "toy-stages", "--data", str(data), "--images", "3"])
+    _export(run / "checkpoint.pt", "toy-stages", data)
     from leechcodec import codec
     from leechcodec.zoo import load_model
 
     model = load_model("toy-stages")
     img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
-    enc = codec.encode_image(model, img, 2)
-    _, _, indices, gains = codec.parse(enc.data)
+    enc = encoder.encode_image(model, img, quality=2)
+    _, _, indices, gains = container.parse(enc.data)
     assert indices.shape[-3:] == (2, 6, 6) and (indices == enc.indices).all() and (gains == enc.gains).all()
     decoded = np.asarray(codec.decompress(enc.data)).astype(int)
     x = torch.from_numpy(img.copy()).permute(2, 0, 1).float().div(255)[None]
@@ -247,11 +296,11 @@ def test_rate_term_fits_its_proxy_logs_it_and_resumes(tmp_path):
     without the rate term cannot be resumed with it."""
     data, run = tmp_path / "data", tmp_path / "run"
     _toy_data(data)
-    rate = ["--gain-levels", "11", "--gain-log2-min", "-4.5", "--stages", "2", "--rate-weight", "0.1",
-            "--rate-components", "4", "--rate-ramp", "1"]
-    train.main(["--out", str(run), "--data", str(data), "--steps", "2", *rate, *TINY])
+    rate = {"gain_levels": 11, "gain_log2_min": -4.5, "stages": 2, "rate_weight": 0.1, "rate_components": 4,
+            "rate_ramp": 1}
+    _train(run, data, 2, **rate)
     first = torch.load(run / "checkpoint.pt", weights_only=False)["rate_proxy"]
-    train.main(["--out", str(run), "--data", str(data), "--steps", "4", *rate, *TINY])
+    _train(run, data, 4, **rate)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
     assert ckpt["step"] == 4 and ckpt["rate_proxy"]["mean_dirs"].shape == (2, 4, 24)
     assert not torch.equal(first["mean_dirs"], ckpt["rate_proxy"]["mean_dirs"])  # the mixtures kept learning
@@ -259,9 +308,9 @@ def test_rate_term_fits_its_proxy_logs_it_and_resumes(tmp_path):
     assert [r["step"] for r in rows] == ["2", "4"] and all(10 < float(r["proxy_bits"]) < 25 for r in rows)
 
     plain = tmp_path / "plain"
-    train.main(["--out", str(plain), "--data", str(data), "--steps", "2", *TINY])
-    with pytest.raises(SystemExit, match="trained without --rate-weight"):
-        train.main(["--out", str(plain), "--data", str(data), "--steps", "4", "--rate-weight", "0.1", *TINY])
+    _train(plain, data, 2)
+    with pytest.raises(TrainingError, match="trained without --rate-weight"):
+        _train(plain, data, 4, rate_weight=0.1)
 
 
 def test_freeze_synthesis_trains_the_encoder_only_and_refuses_a_mixed_resume(tmp_path):
@@ -269,22 +318,22 @@ def test_freeze_synthesis_trains_the_encoder_only_and_refuses_a_mixed_resume(tmp
     a checkpoint cannot switch between the two."""
     data, base, run = tmp_path / "data", tmp_path / "base", tmp_path / "run"
     _toy_data(data)
-    train.main(["--out", str(base), "--data", str(data), "--steps", "2", *TINY])
+    _train(base, data, 2)
     start = torch.load(base / "checkpoint.pt", weights_only=False)["model"]
-    init = ["--init-from", str(base / "checkpoint.pt"), "--lr", "1e-2"]
-    train.main(["--out", str(run), "--data", str(data), "--steps", "2", "--freeze-synthesis", *init, *TINY])
-    train.main(["--out", str(run), "--data", str(data), "--steps", "4", "--freeze-synthesis", *init, *TINY])
+    init = {"init_from": base / "checkpoint.pt", "lr": 1e-2}
+    _train(run, data, 2, freeze_synthesis=True, **init)
+    _train(run, data, 4, freeze_synthesis=True, **init)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
     assert ckpt["step"] == 4
     decoder = [k for k in start if k.startswith("g_s.")]
     net = LeechAutoencoder(ModelConfig.from_dict(ckpt["config"]))
-    encoder = [k for k, _ in net.named_parameters() if k.startswith("g_a.")]
+    analysis = [k for k, _ in net.named_parameters() if k.startswith("g_a.")]
     assert decoder and all(torch.equal(start[k], ckpt["model"][k]) for k in decoder)
-    assert all(not torch.equal(start[k], ckpt["model"][k]) for k in encoder)
-    with pytest.raises(SystemExit, match="trained with --freeze-synthesis"):
-        train.main(["--out", str(run), "--data", str(data), "--steps", "6", *init, *TINY])
-    with pytest.raises(SystemExit, match="trained without --freeze-synthesis"):
-        train.main(["--out", str(base), "--data", str(data), "--steps", "4", "--freeze-synthesis", *TINY])
+    assert all(not torch.equal(start[k], ckpt["model"][k]) for k in analysis)
+    with pytest.raises(TrainingError, match="trained with --freeze-synthesis"):
+        _train(run, data, 6, **init)
+    with pytest.raises(TrainingError, match="trained without --freeze-synthesis"):
+        _train(base, data, 4, freeze_synthesis=True)
 
 
 def test_token_directions_are_the_directions_the_quantizer_snapped():
@@ -296,7 +345,7 @@ def test_token_directions_are_the_directions_the_quantizer_snapped():
     x = torch.rand(2, 3, 64, 64)
     keep = torch.tensor([1, 4])
     out = model(x, keep=keep)
-    u, kept = train.token_directions(model, out, keep)
+    u, kept = token_directions(model, out, keep)
     assert u.shape == (2 * 4 * 4, 6, 24) and u.requires_grad
     found = model.quantizer.search(u.detach().reshape(-1, 24)).reshape(2, 4, 4, 6).permute(0, 3, 1, 2)
     assert torch.equal(found, out["indices"])

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """How much of a model's distortion is its transform's and how much its quantizer's: the PSNR of each image decoded
 from its *unquantized* latent (g_s(y/√24), what the training's straight-through estimator stands for), beside the
 PSNR of the first k tokens at every position (uniform allocation, quantized exactly as the encoder does; no entropy
@@ -9,16 +8,13 @@ frozen synthesis, from y/√24, minimizing squared error, with no quantization a
 as in encoder-side refinement, leechcodec/refine.py). Refined tokens (``--refine``) search the same space under
 quantization, so this shows how far refinement could go (a local search, not a proven bound).
 
-    bin/transform_ceiling.py ../shared/data/kodak -m leech-rs4a-s16g12 [--tokens 4,8,12] [--optimize 50] [--json OUT]
+    .venv/bin/python experiments/transform_ceiling.py ../shared/data/kodak -m leech-rs4a-s16g12 [--tokens 4,8,12] \\
+        [--optimize 50] [--json OUT]
 
 Images are padded to the stride by edge replication and cropped back, as the codec does; PSNR on 8-bit RGB.
 """
 
 from __future__ import annotations
-
-import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
-
-# isort: split
 
 import argparse
 import json
@@ -29,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from leechcodec.codec import _to_rgb8, _to_tensor
+from leechcodec.pixels import image_to_tensor, tensor_to_rgb8
 from leechcodec.evaluate import find_images
 from leechcodec.metrics import psnr
 from leechcodec.lattice import DIM
@@ -55,18 +51,18 @@ def optimized_latent(net, x: torch.Tensor, start: torch.Tensor, steps: int, lr: 
 def ceiling_row(net, rgb: np.ndarray, tokens: list[int], optimize: int = 0) -> dict[str, float]:
     """One image → {"unquantized": PSNR, ["optimized": PSNR,] "k=<n>": PSNR of the first n tokens everywhere, ...}."""
     h, w = rgb.shape[:2]
-    x = _to_tensor(rgb, net.stride, "cpu")
+    x = image_to_tensor(rgb, net.stride, "cpu")
     with torch.no_grad():
         y = net.analysis(x).float()
-        row = {"unquantized": psnr(rgb, _to_rgb8(net.synthesis(y / math.sqrt(DIM)), h, w))}
+        row = {"unquantized": psnr(rgb, tensor_to_rgb8(net.synthesis(y / math.sqrt(DIM)), h, w))}
     if optimize:
         z = optimized_latent(net, x, y / math.sqrt(DIM), optimize)
         with torch.no_grad():
-            row["optimized"] = psnr(rgb, _to_rgb8(net.synthesis(z), h, w))
+            row["optimized"] = psnr(rgb, tensor_to_rgb8(net.synthesis(z), h, w))
     with torch.no_grad():
         _, _, vectors = net.quantize_tokens(y, max(tokens))  # stage-major: a prefix of k tokens is the k-token file
         for k in tokens:
-            row[f"k={k}"] = psnr(rgb, _to_rgb8(net.synthesis(net._assemble(vectors[:, : DIM * k])), h, w))
+            row[f"k={k}"] = psnr(rgb, tensor_to_rgb8(net.synthesis(net.assemble(vectors[:, : DIM * k])), h, w))
     return row
 
 

@@ -1,12 +1,13 @@
-#!/usr/bin/env python3
 """Build the git-ignored folder a lent GPU machine needs to run bin/train.py, and print the command to run there.
+
+    .venv/bin/python experiments/gpu_carry.py [--train-mb 20] [--out .gpu] [-f]
 
 A device call sends the checkout (tracked and untracked-not-ignored files) plus the ignored paths it names in
 ``carry``, 64 MiB in all, and the machine can fetch nothing. Its image has torch, numpy, numba and Pillow but not
 compressai, whose layer files the transforms import (``leechcodec/compressai_layers.py``). This script writes
 ``.gpu/`` (ignored by ``.gitignore``):
 
-- ``.gpu/train/``: the training JPEGs, byte for byte: every image of the validation split (``train.is_validation``)
+- ``.gpu/train/``: the training JPEGs, byte for byte: every image of the validation split (``is_validation``)
   and a seeded random sample of the others, up to ``--train-mb`` in all. Kodak is never copied.
 - ``.gpu/pylib/compressai/``: compressai's pure-Python ``layers`` and ``ops`` packages and ``models/utils.py``, the
   files ``compressai_layers`` loads (no compiled extension: they need torch alone), under a marker ``__init__.py``.
@@ -17,10 +18,6 @@ weights in ``models/`` are the bulk of them), the call is refused, and the scrip
 
 from __future__ import annotations
 
-import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
-
-# isort: split
-
 import argparse
 import importlib.util
 import random
@@ -29,13 +26,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from leechcodec.training.data import DEFAULT_DATA, is_validation
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bin"))
-import train  # noqa: E402 - the validation split and the default data folder
 
 LIMIT = 64 * 2**20  # what one device call may send, tracked files included
 COMPRESSAI_FILES = ("layers/*.py", "ops/*.py", "models/utils.py")
-MARKER = ("compressai's layer files only, carried to a lent GPU machine by bin/gpu_carry.py; "
+MARKER = ("compressai's layer files only, carried to a lent GPU machine by experiments/gpu_carry.py; "
           "leechcodec/compressai_layers.py loads them without running this file.")
 
 
@@ -49,8 +46,8 @@ def copy_training_subset(src: Path, dst: Path, budget: int, seed: int) -> tuple[
     files = sorted(src.glob("*.jp*g"))
     if not files:
         raise SystemExit(f"gpu_carry.py: error: no JPEGs in {src}")
-    val = [f for f in files if train.is_validation(f.name)]
-    rest = [f for f in files if not train.is_validation(f.name)]
+    val = [f for f in files if is_validation(f.name)]
+    rest = [f for f in files if not is_validation(f.name)]
     random.Random(seed).shuffle(rest)
     dst.mkdir(parents=True)
     used, n_train = 0, 0
@@ -86,7 +83,7 @@ def copy_compressai_layers(dst: Path) -> int:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=ROOT / ".gpu")
-    p.add_argument("--data", type=Path, default=train.DEFAULT_DATA)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--train-mb", type=float, default=20, help="byte budget of the training subset, in MiB")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-f", "--force", action="store_true", help="replace an existing --out folder")
@@ -108,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     rel = args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out
     env = "" if rel == Path(".gpu") else f"GPU_DIR={rel} "
     print(f"on the device, with carry [\"{rel}\"]:\n"
-          f"  {env}bin/gpu_run.sh MINUTES <bin/train.py flags other than --out, --data and --device>")
+          f"  {env}experiments/gpu_run.sh MINUTES <bin/train.py flags other than --out, --data and --device>")
     if total > LIMIT:
         print(f"gpu_carry.py: warning: {total / mib:.1f} MiB is over the limit: the call would be refused; the "
               "tracked files must shrink first (the shipped weights in models/ are most of them)", file=sys.stderr)

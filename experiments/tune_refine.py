@@ -1,29 +1,22 @@
-#!/usr/bin/env python3
 """Choose the refinement settings (leechcodec/refine.py) on held-out training images — never Kodak.
 
-    bin/tune_refine.py [--images 5] [-q 2,4,6] [--settings 0:0,25:0.01,25:0.02,25:0.04] [-m MODEL]
+    .venv/bin/python experiments/tune_refine.py [--images 5] [-q 2,4,6] [--settings 0:0,25:0.01,25:0.02,25:0.04] \\
+        [-m MODEL]
 
-Each setting is STEPS:STEP_SIZE. For every held-out image (bin/train.py's name-hashed validation split, shorter
+Each setting is STEPS:STEP_SIZE. For every held-out image (the training's name-hashed validation split, shorter
 side ≥ 320 px) and quality, encodes a real file with each setting and prints the mean bpp, PSNR and encode time per
 (quality, setting), with the change against the plain encoder (setting 0:0).
 """
 
 from __future__ import annotations
 
-import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
-
-# isort: split
-
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bin"))
+from leechcodec.training.data import DEFAULT_DATA
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,15 +25,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-q", "--qualities", default="2,4,6")
     p.add_argument("--settings", default="0:0,25:0.01,25:0.02,25:0.04")
     p.add_argument("-m", "--model", default=None)
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "train")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = p.parse_args(argv)
 
     from PIL import Image
-    from train import is_validation
-
-    from leechcodec.codec import _to_tensor, decode_indices, encode_indices
+    from leechcodec.container import decode_indices, encode_indices
+    from leechcodec.pixels import image_to_tensor
     from leechcodec.metrics import psnr
     from leechcodec.refine import refine_tokens
+    from leechcodec.training.data import is_validation
     from leechcodec.zoo import load_model
 
     model = load_model(args.model)
@@ -51,13 +44,13 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict[tuple, list] = {}
     for f in files:
         rgb = np.asarray(Image.open(f).convert("RGB"))
-        x = _to_tensor(rgb, model.config.stride, "cpu")
+        x = image_to_tensor(rgb, model.config.stride, "cpu")
         for q in (int(v) for v in args.qualities.split(",")):
             for steps, lr in settings:
                 t0 = time.perf_counter()
                 r = refine_tokens(model.net, x, model.groups_for(q), steps, lr or 0.01)
                 indices, gains = r.indices[0].numpy(), None if r.gains is None else r.gains[0].numpy()
-                enc = encode_indices(model, indices, *rgb.shape[:2], "auto", gains)
+                enc = encode_indices(model, indices, *rgb.shape[:2], prior="auto", gains=gains)
                 seconds = time.perf_counter() - t0
                 decoded = decode_indices(model, indices, *rgb.shape[:2], gains)
                 rows.setdefault((q, steps, lr), []).append((enc.bpp, psnr(rgb, decoded), seconds))

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Quantizer ablation: Λ24-SQ vs BSQ vs scalar rounding with a factorized prior, everything else equal.
 
 Each arm trains the same transforms (``--arch``/``--widths``, stride 16) on the same data stream (same seed, same
@@ -15,14 +14,10 @@ output) with the rate as the information content under a static prior fitted on 
 per-group index histograms (Λ24), per-bit Bernoulli priors (BSQ), the EntropyBottleneck's own factorized model
 (scalar). Results go to ``--out`` as JSON and a Markdown table.
 
-    bin/ablation.py --steps 1200 --out docs/ablation.json
+    .venv/bin/python experiments/ablation.py --steps 1200 --out docs/ablation.json
 """
 
 from __future__ import annotations
-
-import _bootstrap  # noqa: F401 - first: re-runs the script under .venv when this python lacks torch
-
-# isort: split
 
 import argparse
 import json
@@ -36,18 +31,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bin"))
-from export_model import count_indices
-from train import DEFAULT_DATA, load_images, lr_at, random_batch
-
-from leechcodec.codec import _to_rgb8 as to_rgb8  # the codec's own padding and rounding
-from leechcodec.codec import _to_tensor as to_tensor
+from leechcodec.lattice import DIM
 from leechcodec.metrics import psnr
 from leechcodec.model import LeechAutoencoder, ModelConfig
-from leechcodec.lattice import DIM
+from leechcodec.pixels import image_to_tensor as to_tensor  # the codec's own padding and rounding
+from leechcodec.pixels import tensor_to_rgb8 as to_rgb8
 from leechcodec.quantizer import unit_vectors
+from leechcodec.training.data import DEFAULT_DATA, load_images, random_batch
+from leechcodec.training.export import count_indices
+from leechcodec.training.loop import lr_at
+
+ROOT = Path(__file__).resolve().parents[1]
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 
@@ -137,7 +131,7 @@ def train_arm(arm: str, args, images) -> tuple[torch.nn.Module, dict]:
 
 @torch.no_grad()
 def fit_prior(arm: str, net, images, n: int = 400) -> np.ndarray | None:
-    """Static prior from centre crops (≤ 512 px) of n training images: the index histograms export_model.py fits
+    """Static prior from centre crops (≤ 512 px) of n training images: the index histograms the export fits
     (Λ24), or per-bit frequencies (BSQ)."""
     if arm == "scalar":
         net.entropy_bottleneck.update(force=True)
@@ -205,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
 
     images, _ = load_images(args.data, args.crop)
     kodak = sorted(args.kodak.glob("*.png"))
-    results = {"command": "bin/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    results = {"command": "experiments/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "arms": {}}
     for arm in args.arms.split(","):
         net, info = train_arm(arm, args, images)
