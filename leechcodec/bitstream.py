@@ -1,43 +1,9 @@
-"""The .lsq file: byte layout, writing, and validated reading.
+"""The .lsq header: byte layout, writing (``pack``) and validated reading (``unpack``).
 
-All integers little-endian. Layout of format version 1 (static prior, ``entropy``)::
-
-    offset  size  field
-    0       4     magic b"\\x89LSQ"
-    4       1     format version (1)
-    5       1     n = length of the model id (1..64)
-    6       n     model id, ASCII (names the decoder; never an index into a table)
-    6+n     8     weights hash: the first 8 bytes of the SHA-256 of the model's weights file
-    14+n    4     image height H (uint32, ≥ 1)
-    18+n    4     image width W (uint32, ≥ 1)
-    22+n    1     token groups k coded in the payload (1..255)
-    23+n    4     symbol count (uint32; must equal k·⌈H/s⌉·⌈W/s⌉ for the model's stride s)
-    27+n    4     word count m (uint32)
-    31+n    4m    payload: m uint32 words of the range coder
-    31+n+4m 4     CRC32 (zlib) over every preceding byte
-
-Format version 2 (conditional prior, ``conditional``) inserts one field after the weights hash, so every later
-offset moves by 8::
-
-    14+n    8     conditional-prior hash: the first 8 bytes of the SHA-256 of the model's conditional-prior file
-
-and its payload codes each token in at most four symbols (class, then sub-symbols), in the order of
-``context``. A reader of version 2 reads version 1 files unchanged.
-
-Format version 3 (per-position token counts, ``allocation``; conditional prior) has version 2's header; k is the
-largest count. Its payload starts with the count map, and the later streams hold only the tokens it says are
-present::
-
-    payload = [a] + count stream (a words: ⌈k/2⌉ words of uint16 frequencies, then the range-coded map) + the
-              payload of version 2
-
-Payload of a gain–shape model (its config has ``gain_levels`` > 0; the model id and weights hash say so), under
-either version: one word c, then c words of the gain stream (``gains``), then the index stream::
-
-    payload = [c] + gain stream (c words) + index stream (m − 1 − c words)
-
-bpp = 8 × file size / (H·W), header included. Every size is checked against limits and against the file length
-before anything is allocated; the CRC is checked before the payload is used.
+The format (header fields of versions 1–3, payload streams, bpp, validation rules) is specified in docs/format.md;
+this module implements its header and the checks that run before any payload is used: every size is checked against
+limits and against the file length before anything is allocated, and the CRC before the payload is read. The
+payload's streams are the token coder's (``token_coder``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ coded under a categorical chosen by the symbol of an earlier group at the same p
 g−1 (none for group 0: context L), except in a model with residual stages (S subspaces, S < G), where group g ≥ S
 looks at g−S — the previous stage of its own subspace, whose residual it refines (one measurement on 150 training
 images with leech-rs3-s16g12's network at step 4,000, by a script not kept: 0.19–0.28 bits per residual gain,
-against 1.15–1.39 with g−1; see models/README.md):
+against 1.15–1.39 with g−1; the measurement is in the model card at commit b03b99e):
 
     freqs [G, L+1, L] uint16, all ≥ 1;  p(s | g, c) = freqs[g, c, s] / Σ_s' freqs[g, c, s']  (exact float64)
 
