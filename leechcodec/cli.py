@@ -156,8 +156,8 @@ def encode(inputs: tuple[Path, ...], output: Path | None, quality: int | None, b
     if bpp is not None and quality is not None:
         raise UserError("--bpp replaces -q")
     jobs = list(zip(inputs, _outputs(inputs, output, ".lsq")))
-    for _, dst in jobs if len(jobs) == 1 else ():
-        _check_output(dst, force)
+    if len(jobs) == 1:  # refused before anything is loaded; several outputs are checked one by one
+        _check_output(jobs[0][1], force)
     try:
         model = load_model(model_id, _device(device))
         model.groups_for(quality)
@@ -200,8 +200,8 @@ def decode(inputs: tuple[Path, ...], output: Path | None, device: str, force: bo
     from leechcodec.imageio import png_bytes, write_atomic
 
     jobs = list(zip(inputs, _outputs(inputs, output, ".png")))
-    for _, dst in jobs if len(jobs) == 1 else ():
-        _check_output(dst, force)
+    if len(jobs) == 1:  # refused before anything is loaded; several outputs are checked one by one
+        _check_output(jobs[0][1], force)
     dev = _device(device)
 
     def work(src: Path, dst: Path) -> tuple[int, int]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from PIL import Image, ImageFile
 
-from leechcodec.bitstream import MAGIC, FormatError, unpack
-
+# Registration runs on every ``import leechcodec``: the codec's modules (numpy, torch) are imported only when Pillow
+# opens or saves a file of this format.
 FORMAT = "LSQ"
 SAVE_OPTIONS = ("quality", "bpp", "model", "refine", "allocation", "prior")
 
 
 def _accept(prefix: bytes) -> bool:
+    from leechcodec.bitstream import MAGIC
+
     return prefix[:4] == MAGIC
 
 
@@ -25,6 +27,8 @@ class LsqImageFile(ImageFile.ImageFile):
     format_description = "leechcodec spherical Leech quantization"
 
     def _open(self) -> None:
+        from leechcodec.bitstream import FormatError, unpack
+
         self._lsq = self.fp.read()
         try:
             header, _ = unpack(self._lsq)
