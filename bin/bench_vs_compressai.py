@@ -7,9 +7,13 @@ are shared and noisy), and the batch CLI's time beside its parts.
 1. In-process encode (image → file bytes) and decode (file bytes → image) of IMAGE (default Kodak kodim01) with the
    default model at its default quality, interleaved run by run with CompressAI's bmshj2018-hyperprior at quality 3
    (random weights: its speed does not depend on them) compress/decompress; medians and ratios (ours / theirs).
-2. Encoder-side refinement: median seconds per step (``--refine`` steps, plain encoder subtracted).
+2. Encoder-side refinement: seconds per step (the difference of two step counts, so the setup cancels), with the
+   transforms in PyTorch's default layout and in channels_last (what ``zoo`` loads), and their ratio.
 3. With --batch N (default 6; 0 to skip): one `leechcodec encode` call on N Kodak images, against the time of a bare
-   `import torch` process plus N in-process encodes; the ratio should stay below 1.3.
+   `import torch` process plus N in-process encodes (medians of --batch-runs interleaved rounds); the ratio should
+   stay below 1.3.
+4. With --layout-check: mean bpp and PSNR over all Kodak images at the default quality, encoded and decoded with
+   the transforms in the default layout and in channels_last (the PSNR should move by at most 0.01 dB).
 """
 
 from __future__ import annotations
@@ -72,23 +76,58 @@ def _parsed(data: bytes):
     return model, indices, header.height, header.width, gains
 
 
-def refine_step_time(rgb: np.ndarray, steps: int = 5) -> None:
+def _layouts(model):
+    """(name, memory format) of the two layouts, leaving the model in the second, its shipped channels_last."""
+    for name, fmt in (("default layout", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        model.net.use_memory_format(fmt)
+        yield name, fmt
+
+
+def refine_step_time(rgb: np.ndarray) -> None:
+    from leechcodec.refine import refine_tokens
+
     model = load_model()
-    plain = statistics.median(timed(lambda: encode_image(model, rgb))[0] for _ in range(3))
-    refined = statistics.median(timed(lambda: encode_image(model, rgb, refine=steps))[0] for _ in range(2))
-    print(f"refinement: {(refined - plain) / steps:.3f} s per step")
+    x = image_to_tensor(rgb, model.config.stride)
+    groups = model.groups_for(None)
+    per_step = {}
+    for name, _ in _layouts(model):
+        refine_tokens(model.net, x, groups, 1)  # warm-up
+        short = min(timed(lambda: refine_tokens(model.net, x, groups, 2))[0] for _ in range(2))
+        long = min(timed(lambda: refine_tokens(model.net, x, groups, 6))[0] for _ in range(2))
+        per_step[name] = (long - short) / 4
+    a, b = per_step.values()
+    print(f"refinement: {a:.3f} s per step in the default layout, {b:.3f} s in channels_last, ratio {b / a:.2f}")
 
 
-def batch_ratio(n: int) -> None:
+def layout_check() -> None:
+    from leechcodec.metrics import psnr
+
+    model = load_model()
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(KODAK.glob("kodim*.png"))]
+    for name, _ in _layouts(model):
+        bpp, quality = [], []
+        for rgb in images:
+            enc = encode_image(model, rgb)
+            bpp.append(enc.bpp)
+            quality.append(psnr(rgb, decode_indices(*_parsed(enc.data))))
+        print(f"kodak ({len(images)} images), {name}: {np.mean(bpp):.4f} bpp, {np.mean(quality):.4f} dB")
+
+
+def batch_ratio(n: int, runs: int) -> None:
     images = sorted(KODAK.glob("kodim*.png"))[:n]
     model = load_model()
+    rgbs = [np.asarray(Image.open(p).convert("RGB")) for p in images]
+    t = {"batch": [], "bare": [], "encodes": []}
     with tempfile.TemporaryDirectory() as tmp:
-        cli = [str(Path(sys.executable).with_name("leechcodec")), "encode", *map(str, images), "-o", tmp]
-        batch = timed(lambda: subprocess.run(cli, check=True, capture_output=True))[0]
-        bare = timed(lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True))[0]
-        encodes = sum(timed(lambda: encode_image(model, np.asarray(Image.open(p).convert("RGB"))))[0] for p in images)
+        cli = [str(Path(sys.executable).with_name("leechcodec")), "encode", *map(str, images), "-o", tmp, "-f"]
+        for _ in range(runs):
+            t["batch"].append(timed(lambda: subprocess.run(cli, check=True, capture_output=True))[0])
+            t["bare"].append(timed(lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True))[0])
+            t["encodes"].append(sum(timed(lambda: encode_image(model, rgb))[0] for rgb in rgbs))
+    batch, bare, encodes = (statistics.median(v) for v in t.values())
     print(f"batch: one encode call on {n} images {batch:.2f} s; import torch {bare:.2f} s + {n} in-process encodes "
-          f"{encodes:.2f} s = {bare + encodes:.2f} s; ratio {batch / (bare + encodes):.2f} (limit 1.30)")
+          f"{encodes:.2f} s = {bare + encodes:.2f} s; ratio {batch / (bare + encodes):.2f} (limit 1.30; medians of "
+          f"{runs} rounds)")
 
 
 def main() -> None:
@@ -96,7 +135,9 @@ def main() -> None:
     p.add_argument("image", nargs="?", type=Path, default=KODAK / "kodim01.png")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--batch", type=int, default=6)
+    p.add_argument("--batch-runs", type=int, default=3)
     p.add_argument("--no-refine", action="store_true", help="skip the refinement step timing")
+    p.add_argument("--layout-check", action="store_true", help="Kodak bpp and PSNR in both layouts")
     args = p.parse_args()
     rgb = np.asarray(Image.open(args.image).convert("RGB"))
     print(f"{args.image.name} {rgb.shape[1]}x{rgb.shape[0]}, {torch.get_num_threads()} threads")
@@ -104,7 +145,9 @@ def main() -> None:
     if not args.no_refine:
         refine_step_time(rgb)
     if args.batch:
-        batch_ratio(args.batch)
+        batch_ratio(args.batch, args.batch_runs)
+    if args.layout_check:
+        layout_check()
 
 
 if __name__ == "__main__":

@@ -197,7 +197,7 @@ def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedM
         raise
     except Exception as e:  # noqa: BLE001 - any unpickling or shape problem means a broken file
         raise ModelError(f"weights file {path.name} is unreadable ({type(e).__name__}: {e})") from None
-    net.eval().to(device)
+    net.eval().to(device).use_memory_format(torch.channels_last)
     return LoadedModel(blob["model_id"], bytes.fromhex(digest[:16]), net, prior, dict(blob.get("meta", {})),
                        gains=gains)
 

@@ -242,3 +242,16 @@ def test_version_1_files_still_decode(default_model):
     assert encode_indices(model, indices, header.height, header.width, prior="static",
                           gains=gains).data == data
     assert leechcodec.decompress(data).size == (header.width, header.height)
+
+
+def test_power_table_is_each_power_of_two_correctly_rounded():
+    """The tilts' 2^(r/1024) table (built by repeated multiplication) equals the direct 40-digit 2^(r/1024) of
+    every entry, rounded to float64: the probabilities depend on its exact bits."""
+    from decimal import Decimal, localcontext
+
+    from leechcodec import conditional
+
+    with localcontext() as ctx:
+        ctx.prec = 40
+        direct = [float(Decimal(2) ** (Decimal(r) / conditional.LOG_UNIT)) for r in range(conditional.LOG_UNIT)]
+    assert conditional._FRAC.tolist() == direct

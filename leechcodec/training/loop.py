@@ -242,7 +242,7 @@ def new_run(o: TrainOptions, cfg: ModelConfig, device: torch.device) -> RunState
     torch.manual_seed(o.seed)
     model = LeechAutoencoder(cfg).to(device)
     if o.bf16:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.use_memory_format(torch.channels_last)
     if o.freeze_synthesis:
         model.g_s.requires_grad_(False)
     opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=o.lr)
@@ -396,8 +396,6 @@ def train(o: TrainOptions, command: list[str] | None = None) -> Path:
         for group in run.opt.param_groups:
             group["lr"] = lr_at(run.step, o.steps, o.lr)
         x = random_batch(train_imgs, o.batch, o.crop, run.rng).to(device)
-        if o.bf16:
-            x = x.contiguous(memory_format=torch.channels_last)
         keep = keep_choices[torch.randint(len(keep_choices), (o.batch,))].to(device)
         out, mse, loss, bits = train_step(run, o, x, keep)
         log.add(mse, loss, bits)
