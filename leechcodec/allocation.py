@@ -11,6 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from leechcodec.entropy import StaticPrior
+from leechcodec.gains import GainPrior
+
+
+def prefix_costs(prior: StaticPrior, gain_prior: GainPrior, indices: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """All K tokens' indices and gain symbols [K, h, w] → bits of each prefix [K+1, h, w] under the static priors
+    (index prior and gain prior): the rate term of the allocation."""
+    bits = np.stack([-np.log2(prior.probabilities(g)[indices[g]]) for g in range(len(indices))])
+    bits += gain_prior.symbol_bits(gains)
+    return np.concatenate([np.zeros((1, *bits.shape[1:])), np.cumsum(bits, axis=0)])
+
 
 def allocate(errors: np.ndarray, costs: np.ndarray, budget: float, n_min: int = 1) -> np.ndarray:
     """errors [K+1, h, w] (E_p(n) for n = 0..K tokens) and costs [K+1, h, w] (bits of the first n tokens, 0 for

@@ -64,6 +64,10 @@ REFINE_OPTION = click.option("--refine", type=click.IntRange(min=0), default=0, 
                              help="steps of encoder-side latent refinement: same token count (with --bpp: within "
                                   "the target) and format, lower distortion, about 0.35 s per step for a 768x512 "
                                   "image on 2 CPU cores (25 is a good choice; 0 = off)")
+EFFORT_OPTION = click.option("--effort", type=click.IntRange(0, 3), default=0, show_default=True,
+                             help="how long the encoder searches for better tokens (same format, any decoder): 0 "
+                                  "the plain encoder (about 0.5 s for a 768x512 image on 2 CPU cores), 1 to 3 a "
+                                  "rate-aware search (about 8, 35 and 55 s there); see docs/results.md")
 ALLOCATION_OPTION = click.option("--allocation", type=click.Choice(["auto", "uniform", "adaptive"]),
                                  default="auto", show_default=True,
                                  help="uniform: the quality level's tokens at every position; adaptive: the same "
@@ -142,12 +146,14 @@ def _run_batch(jobs: list[tuple[Path, Path]], work, what: str) -> None:
                    "allocation makes the mean token count continuous; costs a few extra entropy-coding passes)")
 @click.option("-m", "--model", "model_id", default=None, help="model id (default: the shipped default)")
 @PRIOR_OPTION
+@EFFORT_OPTION
 @REFINE_OPTION
 @ALLOCATION_OPTION
 @DEVICE_OPTION
 @click.option("-f", "--force", is_flag=True, help="overwrite existing outputs")
 def encode(inputs: tuple[Path, ...], output: Path | None, quality: int | None, bpp: float | None,
-           model_id: str | None, prior: str, refine: int, allocation: str, device: str, force: bool) -> None:
+           model_id: str | None, prior: str, effort: int, refine: int, allocation: str, device: str,
+           force: bool) -> None:
     """Compress images (anything Pillow reads) into .lsq files; the model is loaded once for all of them."""
     from leechcodec.encoder import encode_at_rate, encode_image
     from leechcodec.imageio import ImageError, read_image, write_atomic
@@ -155,6 +161,8 @@ def encode(inputs: tuple[Path, ...], output: Path | None, quality: int | None, b
 
     if bpp is not None and quality is not None:
         raise UserError("--bpp replaces -q")
+    if refine and effort:
+        raise UserError("--refine and --effort are alternatives: give one of them")
     jobs = list(zip(inputs, _outputs(inputs, output, ".lsq")))
     if len(jobs) == 1:  # refused before anything is loaded; several outputs are checked one by one
         _check_output(jobs[0][1], force)
@@ -169,9 +177,10 @@ def encode(inputs: tuple[Path, ...], output: Path | None, quality: int | None, b
         try:
             rgb = read_image(src)
             if bpp is None:
-                enc = encode_image(model, rgb, quality=quality, prior=prior, refine=refine, allocation=allocation)
+                enc = encode_image(model, rgb, quality=quality, prior=prior, refine=refine, allocation=allocation,
+                                   effort=effort)
             else:
-                enc = encode_at_rate(model, rgb, bpp, prior=prior, allocation=allocation, refine=refine)
+                enc = encode_at_rate(model, rgb, bpp, prior=prior, allocation=allocation, refine=refine, effort=effort)
         except (ImageError, ValueError) as e:
             raise UserError(f"{src}: {e}") from None
         write_atomic(dst, enc.data)
@@ -179,6 +188,7 @@ def encode(inputs: tuple[Path, ...], output: Path | None, quality: int | None, b
             setting = (f"quality {quality or model.meta.get('default_quality')}" if bpp is None
                        else f"target {bpp:g} bpp, {enc.mean_tokens:.2f} tokens per position")
             setting += f", refine {refine}" if refine else ""
+            setting += f", effort {effort}" if effort else ""
             click.echo(f"{dst}: {len(enc.data)} bytes, {enc.width}x{enc.height}, {enc.bpp:.4f} bpp "
                        f"(model {model.model_id}, {setting}, {enc.token_counts} token counts)")
         return len(enc.data), enc.width * enc.height
@@ -281,18 +291,21 @@ def models(as_json: bool) -> None:
 @click.option("--log-rate", is_flag=True, help="logarithmic bpp axis in the plot")
 @click.option("--update-registry", is_flag=True, help="store the measured means in models/zoo.json")
 @PRIOR_OPTION
+@EFFORT_OPTION
 @REFINE_OPTION
 @ALLOCATION_OPTION
 @DEVICE_OPTION
 def eval_command(dataset: Path, qualities: str, bpp_targets: str | None, model_id: str | None, compare: str,
                  json_out: Path | None, csv_out: Path | None, plot_out: Path | None, log_rate: bool,
-                 update_registry: bool, prior: str, refine: int, allocation: str, device: str) -> None:
+                 update_registry: bool, prior: str, effort: int, refine: int, allocation: str, device: str) -> None:
     """Rate–distortion of leechcodec (real files) beside classic codecs, with BD-rates and plots."""
     from leechcodec import evaluate, zoo
 
-    if update_registry and (refine or allocation != "auto" or prior != "auto" or bpp_targets is not None):
-        raise UserError("--update-registry records the default encoder's numbers; drop --refine, --allocation, "
-                        "--prior and --bpp")
+    if update_registry and (refine or effort or allocation != "auto" or prior != "auto" or bpp_targets is not None):
+        raise UserError("--update-registry records the default encoder's numbers; drop --effort, --refine, "
+                        "--allocation, --prior and --bpp")
+    if refine and effort:
+        raise UserError("--refine and --effort are alternatives: give one of them")
     if bpp_targets is not None and qualities != "all":
         raise UserError("--bpp replaces -q")
     targets = None
@@ -311,7 +324,7 @@ def eval_command(dataset: Path, qualities: str, bpp_targets: str | None, model_i
             model.groups_for(q)
         codecs = [c.strip() for c in compare.split(",") if c.strip()]
         result = evaluate.run(dataset, model, qs, codecs, json_out, csv_out, plot_out, log_rate, echo=click.echo,
-                              prior=prior, refine=refine, allocation=allocation, bpp_targets=targets)
+                              prior=prior, refine=refine, allocation=allocation, bpp_targets=targets, effort=effort)
     except ValueError as e:
         raise UserError(str(e)) from None
     if update_registry:

@@ -5,7 +5,8 @@
   static-prior cost where the tokens remove the most latent error; "auto" is adaptive wherever the model and prior
   allow it (``resolve_allocation``).
 - Rate control (``encode_at_rate``): instead of a quality level, the largest file within a bpp target.
-- Refinement (``refine``): steps of latent search for better tokens under the same counts.
+- Effort (``effort``): levels of a rate-aware search for better tokens (refinement, then per-position counts);
+  refinement alone (``refine``) stays available as a number of steps.
 
 None of this changes the format: every choice here is a choice of tokens, coded the same way.
 """
@@ -19,10 +20,11 @@ import numpy as np
 import torch
 
 from leechcodec import allocation as alloc
+from leechcodec import effort as effort_levels
 from leechcodec import token_counts
 from leechcodec.container import Encoded, decode_indices, encode_indices
 from leechcodec.pixels import image_to_tensor
-from leechcodec.refine import refine_tokens
+from leechcodec.refine import Price, refine_tokens
 from leechcodec.zoo import LoadedModel
 
 
@@ -50,23 +52,15 @@ def _check_adaptive(model: LoadedModel, prior: str) -> None:
                          f"({model.model_id} {'has no gain levels' if model.gains is None else 'and --prior'})")
 
 
-def _token_costs(model: LoadedModel, indices: np.ndarray, gains: np.ndarray) -> np.ndarray:
-    """All G tokens' indices and gain symbols [G, h, w] → bits of each prefix [G+1, h, w] under the static priors
-    (index prior and gain prior): the rate term of the allocation."""
-    bits = np.stack([-np.log2(model.prior.probabilities(g)[indices[g]]) for g in range(len(indices))])
-    bits += model.gains.symbol_bits(gains)
-    return np.concatenate([np.zeros((1, *bits.shape[1:])), np.cumsum(bits, axis=0)])
-
-
 def encode_image(model: LoadedModel, rgb: np.ndarray, *, quality: int | None = None, prior: str = "auto",
-                 refine: int = 0, allocation: str = "auto") -> Encoded:
-    """uint8 [H, W, 3] → the file. refine: steps of encoder-side latent refinement (``refine``; 0 = the plain
-    encoder); it changes only which tokens are chosen, never the format. allocation: "uniform" (the quality
-    level's k tokens at every position), "adaptive" (k per position on average, more where they remove more
-    latent error: ``allocation``; format 3, gain–shape models with a conditional prior) or "auto" (adaptive where
-    the model and prior allow it: ``resolve_allocation``)."""
-    if refine < 0:
-        raise ValueError(f"refine must be 0 or more steps, not {refine}")
+                 refine: int = 0, allocation: str = "auto", effort: int = 0) -> Encoded:
+    """uint8 [H, W, 3] → the file. allocation: "uniform" (the quality level's k tokens at every position),
+    "adaptive" (k per position on average, more where they remove more latent error: ``allocation``; format 3,
+    gain–shape models with a conditional prior) or "auto" (adaptive where the model and prior allow it:
+    ``resolve_allocation``). effort: 0 (the plain encoder) to ``effort.MAX_EFFORT``, a longer rate-aware search for
+    better tokens (``effort``). refine: instead of an effort level, steps of plain latent refinement (``refine``).
+    Neither changes the format, only which tokens are chosen."""
+    _check_search(refine, effort)
     allocation = resolve_allocation(model, prior, allocation)
     groups = model.groups_for(quality)
     device = next(model.net.parameters()).device
@@ -74,23 +68,26 @@ def encode_image(model: LoadedModel, rgb: np.ndarray, *, quality: int | None = N
     if allocation == "adaptive":
         _check_adaptive(model, prior)
         indices, gains, errors = model.net.encode_all_with_errors(x)
-        costs = _token_costs(model, indices[0].numpy(), gains[0].numpy())
-        counts = alloc.allocate(errors.numpy(), costs, costs[groups].sum())
-        if refine:  # the counts stay those of the plain tokens; refinement picks better tokens under them
-            r_indices, r_gains = refined_tokens(model, x, refine, counts)
+        costs = alloc.prefix_costs(model.prior, model.gains, indices[0].numpy(), gains[0].numpy())
+        budget = costs[groups].sum()
+        counts = alloc.allocate(errors.numpy(), costs, budget)
+        if refine or effort:  # starting from the plain tokens' counts
+            bracket = tuple(alloc.allocate(errors.numpy(), costs, budget * f) for f in _BRACKET)
+            r_indices, r_gains = _improved_tokens(model, x, counts, bracket, prior, refine, effort, adaptive=True)
             return encode_indices(model, r_indices, *rgb.shape[:2], prior=prior, gains=r_gains)
         return encode_indices(model, token_counts.keep_counts(indices[0].numpy(), counts), *rgb.shape[:2],
                               prior=prior, gains=token_counts.keep_counts(gains[0].numpy(), counts))
-    if refine:
-        indices, gains = refine_tokens(model.net, x, groups, refine)[:2]
-    else:
-        indices, gains = model.net.encode(x, groups)
+    if refine or effort:
+        counts, bracket = _uniform_counts(model, x, groups)
+        r_indices, r_gains = _improved_tokens(model, x, counts, bracket, prior, refine, effort, adaptive=False)
+        return encode_indices(model, r_indices, *rgb.shape[:2], prior=prior, gains=r_gains)
+    indices, gains = model.net.encode(x, groups)
     return encode_indices(model, indices[0].numpy(), *rgb.shape[:2], prior=prior,
                           gains=None if gains is None else gains[0].numpy())
 
 
 def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, *, prior: str = "auto",
-                   allocation: str = "auto", refine: int = 0) -> Encoded:
+                   allocation: str = "auto", refine: int = 0, effort: int = 0) -> Encoded:
     """Rate control: the largest file of at most ``bpp`` bits per pixel, the whole file counted (header included).
 
     Uniform allocation takes the largest token count k, any of 1..G (not only the quality levels'), whose file fits
@@ -99,15 +96,14 @@ def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, *, prior: st
     budget for the largest file that fits (``_largest_fitting``). ValueError when one token per position is over the
     target.
 
-    refine: steps of encoder-side refinement (``refine``) of the plain search's tokens, under its token counts.
-    Refined tokens cost a few percent more bits; where their file is over the target, adaptive allocation drops the
-    refined tokens the allocation values least (a lower budget, counts never above the refined file's) until it fits.
-    Of the refined and plain files that fit, the one that decodes closer to the image is returned, so refinement
-    never makes the result worse."""
+    effort (``effort``) or refine (steps of refinement, ``refine``): a search for better tokens, starting from the
+    plain search's file. Where the improved file is over the target, adaptive allocation drops the improved tokens
+    the allocation values least (a lower budget, counts never above the improved file's) until it fits. Of the
+    improved and plain files that fit, the one that decodes closer to the image is returned, so the search never
+    makes the result worse."""
     if isinstance(bpp, bool) or not isinstance(bpp, int | float) or not math.isfinite(bpp) or bpp <= 0:
         raise ValueError(f"the bpp target must be a positive number, not {bpp!r}")
-    if refine < 0:
-        raise ValueError(f"refine must be 0 or more steps, not {refine}")
+    _check_search(refine, effort)
     allocation = resolve_allocation(model, prior, allocation)
     height, width = rgb.shape[:2]
     max_bytes = math.floor(bpp * height * width / 8 + 1e-6)  # a target of 8·size/pixels admits that size
@@ -136,21 +132,24 @@ def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, *, prior: st
             enc = encode_indices(model, indices[:mid], height, width, prior=prior,
                                  gains=None if gains is None else gains[:mid])
             lo, hi, best = (mid + 1, hi, enc) if len(enc.data) <= max_bytes else (lo, mid - 1, best)
-        if not refine:
+        if not (refine or effort):
             return best
-        r_indices, r_gains = refined_tokens(model, x, refine, np.full(indices.shape[1:], best.indices.shape[0]))
+        counts, bracket = _uniform_counts(model, x, best.indices.shape[0])
+        r_indices, r_gains = _improved_tokens(model, x, counts, bracket, prior, refine, effort, adaptive=False)
         refined = encode_indices(model, r_indices, height, width, prior=prior, gains=r_gains)
         return best if len(refined.data) > max_bytes else _closer(model, rgb, refined, best)
 
-    costs, errors = _token_costs(model, indices, gains), errors.numpy()
+    costs, errors = alloc.prefix_costs(model.prior, model.gains, indices, gains), errors.numpy()
     best, budget = _largest_fitting(lambda b: file_of(indices, gains, alloc.allocate(errors, costs, b)), max_bytes,
                                     costs[g].sum(), best, lo=(costs[1].sum(), len(best.data)))
-    if not refine:
+    if not (refine or effort):
         return best
-    counts = token_counts.counts_of(best.indices)
-    r_indices, r_gains = refined_tokens(model, x, refine, counts)
+    bracket = tuple(alloc.allocate(errors, costs, budget * f) for f in _BRACKET)
+    r_indices, r_gains = _improved_tokens(model, x, token_counts.counts_of(best.indices), bracket, prior, refine,
+                                          effort, adaptive=True)
     refined = encode_indices(model, r_indices, height, width, prior=prior, gains=r_gains)
     if len(refined.data) > max_bytes:
+        counts = token_counts.counts_of(r_indices)
         refined = _largest_fitting(
             lambda b: file_of(r_indices, r_gains, np.minimum(alloc.allocate(errors, costs, b), counts)), max_bytes,
             budget, None, hi=(budget, len(refined.data)))[0]
@@ -188,14 +187,48 @@ def _largest_fitting(file_at: Callable[[float], Encoded], max_bytes: int, b_max:
     return best, best_budget
 
 
-def refined_tokens(model: LoadedModel, x: torch.Tensor, steps: int, counts: np.ndarray
+def _check_search(refine: int, effort: int) -> None:
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ValueError(f"refine must be 0 or more steps, not {refine!r}")
+    effort_levels.check_effort(effort)
+    if refine and effort:
+        raise ValueError("refine and effort are alternatives: give one of them")
+
+
+def _uniform_counts(model: LoadedModel, x: torch.Tensor, k: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """k tokens at every latent position of x, and the bracket of k − 1 and k + 1 (within 1..G)."""
+    shape = (x.shape[2] // model.config.stride, x.shape[3] // model.config.stride)
+    return np.full(shape, k), (np.full(shape, max(k - 1, 1)), np.full(shape, min(k + 1, model.config.groups)))
+
+
+def _improved_tokens(model: LoadedModel, x: torch.Tensor, counts: np.ndarray,
+                     bracket: tuple[np.ndarray, np.ndarray], prior: str, refine: int, effort: int, adaptive: bool
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The tokens of an effort level's search (``effort``) or of ``refine`` steps of refinement, from the plain
+    tokens under counts [h, w]; bracket: the counts of a smaller and a larger plain file (λ of the search)."""
+    if effort:
+        return effort_levels.search(model, x, counts, bracket, effort, token_price(model, prior), adaptive)[:2]
+    return refined_tokens(model, x, refine, counts)
+
+
+def refined_tokens(model: LoadedModel, x: torch.Tensor, steps: int, counts: np.ndarray, **search
                     ) -> tuple[np.ndarray, np.ndarray | None]:
     """``steps`` of refinement under the per-position token counts [h, w] → indices and gain symbols [k, h, w]
-    (k = counts.max(); −1 where absent)."""
+    (k = counts.max(); −1 where absent). search: ``refine_tokens``'s price, lam and patience."""
     k = int(counts.max())
     present = None if (counts == k).all() else torch.from_numpy(token_counts.present_mask(counts, k))[None]
-    r = refine_tokens(model.net, x, k, steps, present=present)
+    r = refine_tokens(model.net, x, k, steps, present=present, **search)
     return r.indices[0].numpy(), None if r.gains is None else r.gains[0].numpy()
+
+
+def token_price(model: LoadedModel, prior: str = "auto") -> Price:
+    """The refinement's price of a candidate: the information content in bits of its tokens under the entropy models
+    that will write the file (what the range coder spends, to within a few bytes)."""
+    coder = model.token_coder(prior)
+
+    def price(indices: torch.Tensor, gains: torch.Tensor | None) -> float:
+        return coder.encode(indices[0].numpy(), None if gains is None else gains[0].numpy()).information_bits
+    return price
 
 
 def _closer(model: LoadedModel, rgb: np.ndarray, a: Encoded, b: Encoded) -> Encoded:
@@ -206,5 +239,6 @@ def _closer(model: LoadedModel, rgb: np.ndarray, a: Encoded, b: Encoded) -> Enco
     return a if error(a) < error(b) else b
 
 
+_BRACKET = (0.8, 1.25)  # an effort search's λ: the slope between plain files of these multiples of the budget
 _RATE_STEPS = 6  # files tried by one budget search of encode_at_rate at most
 _RATE_TOLERANCE = 0.005  # … which stops once a file fits within this fraction of the target

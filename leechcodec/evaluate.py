@@ -96,26 +96,27 @@ def _measure(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float]:
 
 
 def curve_name(model: LoadedModel, prior: str, refine: int = 0, allocation: str = "uniform",
-               rate_control: bool = False) -> str:
+               rate_control: bool = False, effort: int = 0) -> str:
     """Our curve's name; "static" marks the static-prior curve of a model that has a conditional prior, "refine N"
-    files made with N steps of encoder-side refinement, "adaptive" files with per-position token counts, "at bpp
+    files made with N steps of encoder-side refinement, "effort N" files of effort level N, "adaptive" files with per-position token counts, "at bpp
     targets" files made by rate control (encoder.encode_at_rate)."""
     return (f"leechcodec {model.model_id}" + (" static prior" if prior == "static" and model.context else "")
-            + (f" refine {refine}" if refine else "") + (" adaptive" if allocation == "adaptive" else "")
+            + (f" refine {refine}" if refine else "") + (f" effort {effort}" if effort else "") + (" adaptive" if allocation == "adaptive" else "")
             + (" at bpp targets" if rate_control else ""))
 
 
 def eval_leechcodec(model: LoadedModel, images, qualities: list, workdir: Path, progress=None,
                     prior: str = "auto", refine: int = 0, allocation: str = "auto",
-                    rate_control: bool = False) -> list[Row]:
+                    rate_control: bool = False, effort: int = 0) -> list[Row]:
     """One row per image and quality level; with rate_control, ``qualities`` are bpp targets instead."""
     allocation = resolve_allocation(model, prior, allocation)
     rows = []
     for q in qualities:
         for name, rgb in images:
             t0 = time.perf_counter()
-            enc = (encode_at_rate(model, rgb, q, prior=prior, allocation=allocation, refine=refine) if rate_control
-                   else encode_image(model, rgb, quality=q, prior=prior, refine=refine, allocation=allocation))
+            enc = (encode_at_rate(model, rgb, q, prior=prior, allocation=allocation, refine=refine, effort=effort)
+                   if rate_control else encode_image(model, rgb, quality=q, prior=prior, refine=refine,
+                                                     allocation=allocation, effort=effort))
             path = workdir / f"{Path(name).stem}-q{q}-{prior}-{allocation}.lsq"
             path.write_bytes(enc.data)
             t1 = time.perf_counter()
@@ -124,7 +125,7 @@ def eval_leechcodec(model: LoadedModel, images, qualities: list, workdir: Path, 
             decoded = decode_indices(m, indices, header.height, header.width, gains)
             t2 = time.perf_counter()
             p, s = _measure(rgb, decoded)
-            rows.append(Row(curve_name(model, prior, refine, allocation, rate_control), q, name,
+            rows.append(Row(curve_name(model, prior, refine, allocation, rate_control, effort), q, name,
                             8 * len(data) / (rgb.shape[0] * rgb.shape[1]), p, s, t1 - t0, t2 - t1))
             if progress:
                 progress()
@@ -254,12 +255,13 @@ def plot(curves: list[Curve], anchors: list[Curve], path: Path, log_rate: bool =
 
 def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[str], json_out: Path | None,
         csv_out: Path | None, plot_out: Path | None, log_rate: bool = False, echo=print, prior: str = "auto",
-        refine: int = 0, allocation: str = "auto", bpp_targets: list[float] | None = None) -> dict:
+        refine: int = 0, allocation: str = "auto", bpp_targets: list[float] | None = None, effort: int = 0) -> dict:
     """The whole evaluation; returns the JSON-able result. With a conditional prior (prior "auto" on a model that
     has one), uniform allocation and no refinement, the same model with its static prior is measured too, as a
     comparison curve; with adaptive allocation (the default "auto" resolves to it where the model allows:
     encoder.resolve_allocation), the same model with uniform allocation instead, at the quality levels where the two
-    differ (above quality 1). refine, allocation: encoder settings for our files (encoder.encode_image).
+    differ (above quality 1), except at an effort level (whose search takes far longer than the plain encoder).
+    refine, allocation, effort: encoder settings for our files (encoder.encode_image).
     bpp_targets: measure rate-controlled files at these targets (encoder.encode_at_rate) instead of the quality
     levels, with uniform allocation beside adaptive."""
     from tqdm import tqdm
@@ -283,7 +285,7 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
             warnings.warn(f"skipping {c}: no Pillow support for it is installed", stacklevel=2)
     # ours first, then the comparison curve of the same model: (prior, refine, allocation, qualities)
     variants = [(prior, refine, allocation, qualities)]
-    if allocation == "adaptive":
+    if allocation == "adaptive" and not effort:
         variants.append((prior, refine, "uniform", roomy))
     elif model.context is not None and prior != "static" and not refine:
         variants.append(("static", 0, "uniform", qualities))
@@ -291,11 +293,11 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
     bar = tqdm(total=total, desc="eval", unit="img", leave=False)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [r for pr, rf, al, qs in variants
-                for r in eval_leechcodec(model, images, qs, Path(tmp), bar.update, pr, rf, al, rate_control)]
+                for r in eval_leechcodec(model, images, qs, Path(tmp), bar.update, pr, rf, al, rate_control, effort)]
     for c in codecs:
         rows += eval_classic(c, images, bar.update)
     bar.close()
-    ours_name = curve_name(model, prior, refine, allocation, rate_control)
+    ours_name = curve_name(model, prior, refine, allocation, rate_control, effort)
     conditional = model.context is not None and prior != "static"
     desc = {curve_name(model, "static"): "the same model and files with the static prior (format 1)",
             curve_name(model, prior, refine, rate_control=rate_control): "the same model with uniform allocation",
@@ -304,6 +306,7 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
                        + (", conditional prior, per-position token counts (format 3)" if allocation == "adaptive"
                           else "")
                        + (f", {refine} steps of encoder-side latent refinement" if refine else "")
+                       + (f", effort {effort} (rate-aware token search)" if effort else "")
                        + (", rate control: per image the largest file within each bpp target (quality = target)"
                           if rate_control else ""),
             "jpeg": "Pillow JPEG 4:2:0", "webp": "Pillow WebP", "avif": "Pillow AVIF 4:4:4", "jxl": "JPEG XL"}

@@ -13,7 +13,7 @@ from PIL import Image, ImageFile
 # Registration runs on every ``import leechcodec``: the codec's modules (numpy, torch) are imported only when Pillow
 # opens or saves a file of this format.
 FORMAT = "LSQ"
-SAVE_OPTIONS = ("quality", "bpp", "model", "refine", "allocation", "prior")
+SAVE_OPTIONS = ("quality", "bpp", "model", "effort", "refine", "allocation", "prior")
 
 
 def _accept(prefix: bytes) -> bool:

@@ -6,14 +6,20 @@ estimator as training (forward: the quantized tokens; gradient: identity to y/�
 decoded image had the lowest squared error. The decoder and the file format are untouched, so refined files decode
 with any decoder; only encoding gets slower (one synthesis forward and backward pass and one lattice search per step).
 
-Invariant: the first candidate is the plain encoder's own tokens and a candidate replaces the best only when its
-error is strictly lower, so refinement never returns tokens worse (in this error) than ``model.encode``.
+Rate-aware selection: given a ``price`` (the real code length of a candidate's tokens under the file's entropy models)
+and a Lagrange multiplier λ, candidates are ranked by J = squared error + λ · bits instead of the error alone, so
+that steps which buy a little error with many bits are not kept; ``patience`` stops the search once that many steps
+in a row found nothing better.
+
+Invariant: the first candidate is the plain encoder's own tokens and a candidate
+replaces the best only when its cost is strictly lower, so refinement never returns tokens that cost more (in this
+error, or in J when priced) than the ones it started from.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -29,6 +35,29 @@ class Refinement(NamedTuple):
     gains: torch.Tensor | None  # [1, k, h, w] int64 gain symbols, None for a direction-only model
     mse: float  # mean squared error (on [0, 1], over the padded image) of the decoded tokens, before 8-bit rounding
     plain_mse: float  # the same for the plain encoder's tokens
+    bits: float | None = None  # the price of the returned tokens (None: no price given)
+    plain_bits: float | None = None  # … and of the plain encoder's
+    steps: int = 0  # steps taken (fewer than asked when patience stopped the search)
+    latent: torch.Tensor | None = None  # the latent y [1, 24·s, h, w] whose tokens were returned (a later ``start``)
+
+
+class _Adam:
+    """Adam (Kingma & Ba) on one tensor, with torch.optim.Adam's defaults (betas 0.9, 0.999; eps 1e-8). Written out
+    because constructing any torch.optim optimizer imports torch._dynamo, about 3 s on these CPUs: longer than a
+    short refinement."""
+
+    def __init__(self, param: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.param, self.betas, self.eps, self.t = param, betas, eps, 0
+        self.m, self.v = torch.zeros_like(param), torch.zeros_like(param)
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        (b1, b2), g = self.betas, self.param.grad
+        self.t += 1
+        self.m.mul_(b1).add_(g, alpha=1 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (self.v / (1 - b2 ** self.t)).sqrt_().add_(self.eps)
+        self.param.addcdiv_(self.m, denom, value=-lr / (1 - b1 ** self.t))
 
 
 @contextmanager
@@ -45,13 +74,22 @@ def frozen_weights(net: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
+Price = Callable[[torch.Tensor, torch.Tensor | None], float]  # (indices, gain symbols [1, k, h, w]) → bits
+
+
 def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: int, lr: float = 0.01,
-                  present: torch.Tensor | None = None) -> Refinement:
+                  present: torch.Tensor | None = None, price: Price | None = None, lam: float = 0.0,
+                  patience: int | None = None, start: torch.Tensor | None = None) -> Refinement:
     """x [1, 3, H, W] in [0, 1] (H, W multiples of the stride) → the best tokens found in ``steps`` steps of Adam on
     the latent (steps = 0: the plain encoder's tokens), with a cosine-decaying step size from ``lr``.
 
     present [1, groups, h, w] bool (None: all): the per-position token counts of an adaptive file (``allocation``),
     kept fixed; absent tokens are zeros for the decoder and come back as −1.
+
+    price, lam: rank candidates by squared error (summed, on [0, 1]) + lam · price(tokens) (module docstring); lam is
+    in squared error per bit. patience: stop after that many steps without a better candidate (None: never).
+    start: a latent to start from instead of the analysis transform's (an earlier refinement's ``latent``: its
+    tokens are then the first candidate).
 
     The error is that of the decoder's own output: the synthesis runs over the decoder's tiles, one tile's forward
     and backward pass at a time, so memory stays bounded as in decoding. The model's parameters are not changed
@@ -61,13 +99,14 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
     s = min(k, net.cfg.subspaces)
     width = DIM * net.cfg.subspaces
     stride = net.stride
-    with torch.no_grad():
-        y0 = tiled(net.analysis, x, 1 / stride, ENCODE_TILE, ENCODE_MARGIN)[:, : DIM * s].float()
-    y = y0.cpu().clone().requires_grad_(True)
+    if start is None:
+        with torch.no_grad():
+            start = tiled(net.analysis, x, 1 / stride, ENCODE_TILE, ENCODE_MARGIN)[:, : DIM * s].float()
+    y = start.detach().cpu().clone().requires_grad_(True)
     boxes = list(tile_boxes(y.shape[2], y.shape[3], DECODE_TILE, DECODE_MARGIN))
     with frozen_weights(net):
-        opt = torch.optim.Adam([y], lr=lr)
-        best_err, best, plain_err = math.inf, None, None
+        adam = _Adam(y)
+        best_cost, best, plain, last_better = math.inf, None, None, 0
         for step in range(steps + 1):
             indices, symbols, vectors = net.quantize_tokens(y.detach(), k)
             if mask is not None:
@@ -76,7 +115,7 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
             target = y / math.sqrt(DIM)
             y_hat = target + (net.assemble(vectors)[:, : DIM * s] - target).detach()
             y_hat = F.pad(y_hat, (0, 0, 0, 0, 0, width - DIM * s)).to(x.device)
-            opt.zero_grad(set_to_none=True)
+            y.grad = None
             err = 0.0
             for (r0, r1, c0, c1), (a, c, b, d) in boxes:
                 out = net.synthesis(y_hat[:, :, a:c, b:d])
@@ -85,12 +124,15 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
                 if step < steps:
                     sse.backward(retain_graph=True)
                 err += sse.item()
-            plain_err = err if plain_err is None else plain_err
-            if err < best_err:
-                best_err, best = err, (indices, symbols)
-            if step < steps:
-                for group in opt.param_groups:  # cosine decay: large moves first, fine ones at the end
-                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-                opt.step()
+            bits = None if price is None else price(indices, symbols)
+            cost = err if bits is None else err + lam * bits
+            plain = (err, bits) if plain is None else plain
+            if cost < best_cost:
+                best_cost, best, last_better = cost, (indices, symbols, err, bits, y.detach().clone()), step
+            if patience is not None and step - last_better >= patience:
+                break
+            if step < steps:  # cosine decay: large moves first, fine ones at the end
+                adam.step(lr * 0.5 * (1 + math.cos(math.pi * step / steps)))
     n = x[:, :, : y.shape[2] * stride, : y.shape[3] * stride].numel()
-    return Refinement(*best, best_err / n, plain_err / n)
+    indices, symbols, err, bits, latent = best
+    return Refinement(indices, symbols, err / n, plain[0] / n, bits, plain[1], step, latent)
