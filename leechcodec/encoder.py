@@ -24,7 +24,7 @@ from leechcodec import effort as effort_levels
 from leechcodec import token_counts
 from leechcodec.container import Encoded, decode_indices, encode_indices
 from leechcodec.pixels import image_to_tensor
-from leechcodec.refine import Price, refine_tokens
+from leechcodec.refine import refine_tokens
 from leechcodec.zoo import LoadedModel
 
 
@@ -221,7 +221,7 @@ def refined_tokens(model: LoadedModel, x: torch.Tensor, steps: int, counts: np.n
     return r.indices[0].numpy(), None if r.gains is None else r.gains[0].numpy()
 
 
-def token_price(model: LoadedModel, prior: str = "auto") -> Price:
+def token_price(model: LoadedModel, prior: str = "auto") -> effort_levels.Price:
     """The refinement's price of a candidate: the information content in bits of its tokens under the entropy models
     that will write the file (what the range coder spends, to within a few bytes)."""
     coder = model.token_coder(prior)

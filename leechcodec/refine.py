@@ -6,20 +6,15 @@ estimator as training (forward: the quantized tokens; gradient: identity to y/�
 decoded image had the lowest squared error. The decoder and the file format are untouched, so refined files decode
 with any decoder; only encoding gets slower (one synthesis forward and backward pass and one lattice search per step).
 
-Rate-aware selection: given a ``price`` (the real code length of a candidate's tokens under the file's entropy models)
-and a Lagrange multiplier λ, candidates are ranked by J = squared error + λ · bits instead of the error alone, so
-that steps which buy a little error with many bits are not kept; ``patience`` stops the search once that many steps
-in a row found nothing better.
-
-Invariant: the first candidate is the plain encoder's own tokens and a candidate
-replaces the best only when its cost is strictly lower, so refinement never returns tokens that cost more (in this
-error, or in J when priced) than the ones it started from.
+Invariant: the first candidate is the starting latent's tokens (the plain encoder's, unless ``start`` is given) and a
+candidate replaces the best only when its error is strictly lower, so refinement never returns tokens worse (in this
+error) than the ones it started from.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -35,9 +30,6 @@ class Refinement(NamedTuple):
     gains: torch.Tensor | None  # [1, k, h, w] int64 gain symbols, None for a direction-only model
     mse: float  # mean squared error (on [0, 1], over the padded image) of the decoded tokens, before 8-bit rounding
     plain_mse: float  # the same for the plain encoder's tokens
-    bits: float | None = None  # the price of the returned tokens (None: no price given)
-    plain_bits: float | None = None  # … and of the plain encoder's
-    steps: int = 0  # steps taken (fewer than asked when patience stopped the search)
     latent: torch.Tensor | None = None  # the latent y [1, 24·s, h, w] whose tokens were returned (a later ``start``)
 
 
@@ -74,20 +66,14 @@ def frozen_weights(net: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-Price = Callable[[torch.Tensor, torch.Tensor | None], float]  # (indices, gain symbols [1, k, h, w]) → bits
-
-
 def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: int, lr: float = 0.01,
-                  present: torch.Tensor | None = None, price: Price | None = None, lam: float = 0.0,
-                  patience: int | None = None, start: torch.Tensor | None = None) -> Refinement:
+                  present: torch.Tensor | None = None, start: torch.Tensor | None = None) -> Refinement:
     """x [1, 3, H, W] in [0, 1] (H, W multiples of the stride) → the best tokens found in ``steps`` steps of Adam on
     the latent (steps = 0: the plain encoder's tokens), with a cosine-decaying step size from ``lr``.
 
     present [1, groups, h, w] bool (None: all): the per-position token counts of an adaptive file (``allocation``),
     kept fixed; absent tokens are zeros for the decoder and come back as −1.
 
-    price, lam: rank candidates by squared error (summed, on [0, 1]) + lam · price(tokens) (module docstring); lam is
-    in squared error per bit. patience: stop after that many steps without a better candidate (None: never).
     start: a latent to start from instead of the analysis transform's (an earlier refinement's ``latent``: its
     tokens are then the first candidate).
 
@@ -106,7 +92,7 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
     boxes = list(tile_boxes(y.shape[2], y.shape[3], DECODE_TILE, DECODE_MARGIN))
     with frozen_weights(net):
         adam = _Adam(y)
-        best_cost, best, plain, last_better = math.inf, None, None, 0
+        best_err, best, plain_err = math.inf, None, None
         for step in range(steps + 1):
             indices, symbols, vectors = net.quantize_tokens(y.detach(), k)
             if mask is not None:
@@ -124,15 +110,10 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
                 if step < steps:
                     sse.backward(retain_graph=True)
                 err += sse.item()
-            bits = None if price is None else price(indices, symbols)
-            cost = err if bits is None else err + lam * bits
-            plain = (err, bits) if plain is None else plain
-            if cost < best_cost:
-                best_cost, best, last_better = cost, (indices, symbols, err, bits, y.detach().clone()), step
-            if patience is not None and step - last_better >= patience:
-                break
+            plain_err = err if plain_err is None else plain_err
+            if err < best_err:
+                best_err, best = err, (indices, symbols, y.detach().clone())
             if step < steps:  # cosine decay: large moves first, fine ones at the end
                 adam.step(lr * 0.5 * (1 + math.cos(math.pi * step / steps)))
     n = x[:, :, : y.shape[2] * stride, : y.shape[3] * stride].numel()
-    indices, symbols, err, bits, latent = best
-    return Refinement(indices, symbols, err / n, plain[0] / n, bits, plain[1], step, latent)
+    return Refinement(best[0], best[1], best_err / n, plain_err / n, best[2])
