@@ -151,7 +151,7 @@ def _refine(net, x: torch.Tensor, state: Tokens, steps: int, price: Price, lam: 
     counts = state.counts
     k = int(counts.max())
     s = min(k, net.cfg.subspaces)
-    present = torch.from_numpy(token_counts.present_mask(counts, k))[None]
+    present = None if (counts == k).all() else torch.from_numpy(token_counts.present_mask(counts, k))[None]
     r = refine_tokens(net, x, k, steps, present=present, start=state.latent[:, : DIM * s])
     indices, gains = r.indices[0].numpy(), None if r.gains is None else r.gains[0].numpy()
     cost = _cost(net, x, indices, gains, price, lam)  # J as every stage measures it (the decoder's own tiling)

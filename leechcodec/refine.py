@@ -97,7 +97,8 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
             indices, symbols, vectors = net.quantize_tokens(y.detach(), k)
             if mask is not None:
                 vectors = vectors * mask
-                indices, symbols = indices.masked_fill(~present, -1), symbols.masked_fill(~present, -1)
+                indices = indices.masked_fill(~present, -1)
+                symbols = None if symbols is None else symbols.masked_fill(~present, -1)
             target = y / math.sqrt(DIM)
             y_hat = target + (net.assemble(vectors)[:, : DIM * s] - target).detach()
             y_hat = F.pad(y_hat, (0, 0, 0, 0, 0, width - DIM * s)).to(x.device)

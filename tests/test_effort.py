@@ -112,3 +112,13 @@ def test_adam_matches_torch():
         reference.param_groups[0]["lr"] = lr
         reference.step()
     torch.testing.assert_close(ours, theirs)
+
+
+def test_direction_only_model_searches_with_uniform_counts(photo):
+    """leech-gdn-s16g12 has no gain levels: its files keep uniform counts, and the search refines them."""
+    from leechcodec.zoo import load_model
+
+    model = load_model("leech-gdn-s16g12")
+    enc = encode_image(model, photo, quality=3, effort=1)
+    assert enc.gains is None and enc.token_counts == "uniform"
+    assert np.asarray(decompress(enc.data)).shape == photo.shape
