@@ -287,7 +287,7 @@ def run(folder: Path, model: LoadedModel, qualities: list[int], compare: list[st
     variants = [(prior, refine, allocation, qualities)]
     if allocation == "adaptive" and not effort:
         variants.append((prior, refine, "uniform", roomy))
-    elif model.context is not None and prior != "static" and not refine:
+    elif model.context is not None and prior != "static" and not refine and not effort:
         variants.append(("static", 0, "uniform", qualities))
     total = len(images) * (sum(len(v[3]) for v in variants) + sum(len(CLASSIC_QUALITIES[c]) for c in codecs))
     bar = tqdm(total=total, desc="eval", unit="img", leave=False)

@@ -164,3 +164,15 @@ def test_default_eval_is_adaptive_with_uniform_beside_it_and_records_its_allocat
     assert "adaptive allocation" in r.output
     r = CliRunner().invoke(main, ["eval", str(dataset), "--allocation", "uniform", "--update-registry"])
     assert r.exit_code == 1 and "default encoder" in r.output and "Traceback" not in r.output
+
+
+def test_effort_eval_measures_only_the_searched_files(dataset, tmp_path):
+    """An effort level is measured alone: no uniform or static-prior comparison (each would rerun the search)."""
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["eval", str(dataset), "-q", "2", "--effort", "1", "--compare", "", "--json",
+                                  str(out)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    assert data["name"].endswith("effort 1 adaptive") and data["comparisons"] == []
+    r = CliRunner().invoke(main, ["eval", str(dataset), "--effort", "1", "--refine", "2", "--compare", ""])
+    assert r.exit_code == 1 and "alternatives" in r.output
