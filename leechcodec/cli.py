@@ -62,12 +62,12 @@ PRIOR_OPTION = click.option("--prior", type=click.Choice(["auto", "conditional",
                                  "the model has one")
 REFINE_OPTION = click.option("--refine", type=click.IntRange(min=0), default=0, show_default=True,
                              help="steps of encoder-side latent refinement: same token count (with --bpp: within "
-                                  "the target) and format, lower distortion, about 0.35 s per step for a 768x512 "
+                                  "the target) and format, lower distortion, about 0.5 s per step for a 768x512 "
                                   "image on 2 CPU cores (25 is a good choice; 0 = off)")
 EFFORT_OPTION = click.option("--effort", type=click.IntRange(0, 3), default=0, show_default=True,
                              help="how long the encoder searches for better tokens (same format, any decoder): 0 "
                                   "the plain encoder (about 0.5 s for a 768x512 image on 2 CPU cores), 1 to 3 a "
-                                  "rate-aware search (about 8, 35 and 55 s there); see docs/results.md")
+                                  "rate-aware search (about 12, 30 and 50 s there); see docs/results.md")
 ALLOCATION_OPTION = click.option("--allocation", type=click.Choice(["auto", "uniform", "adaptive"]),
                                  default="auto", show_default=True,
                                  help="uniform: the quality level's tokens at every position; adaptive: the same "
