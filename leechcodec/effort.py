@@ -13,9 +13,8 @@ the image's own exchange rate of squared error for bits: the slope between two p
 
 Stages:
 - ``Refine(steps)``: latent refinement (``refine``) under the current per-position token counts, from the latent
-  the last stage left. Within the stage candidates are ranked by their error: ranking them by J chose the same
-  tokens on held-out images and cost a fifth more time (docs/history.md); the stage's result is kept only if its J
-  is lower.
+  the last stage left. Within the stage candidates are ranked by their error (docs/history.md says why); the
+  stage's result is kept only if its J is lower.
 - ``Counts()``: a search over the per-position token counts (adaptive files only). For every position it measures
   what one token less and one token more would change: the squared error in the decoded image around the position
   (the position's 16×16 block and its eight neighbours, with the change applied on a grid of every third position
@@ -38,11 +37,11 @@ import torch.nn.functional as F
 from leechcodec import allocation as alloc
 from leechcodec import token_counts
 from leechcodec.lattice import DIM
-from leechcodec.model import DECODE_MARGIN, DECODE_TILE, ENCODE_MARGIN, ENCODE_TILE, tiled
+from leechcodec.model import ENCODE_MARGIN, ENCODE_TILE, tiled
 from leechcodec.refine import refine_tokens
 from leechcodec.zoo import LoadedModel
 
-Price = Callable[[torch.Tensor, torch.Tensor | None], float]  # (indices, gain symbols [1, k, h, w]) → bits
+Price = Callable[[np.ndarray, np.ndarray | None], float]  # (indices, gain symbols [k, h, w]; ABSENT) → bits
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def search(model: LoadedModel, x: torch.Tensor, counts: np.ndarray, bracket: tup
     net = model.net
     with torch.no_grad():
         latent = tiled(net.analysis, x, 1 / net.stride, ENCODE_TILE, ENCODE_MARGIN).float().cpu()
-    lam = lagrangian(*(_cost(net, x, *_quantize(net, latent, c), price, None) for c in bracket))
+    lam = lagrangian(*(_rate_and_error(net, x, *_quantize(net, latent, c), price) for c in bracket))
     indices, gains = _quantize(net, latent, counts)
     state = Tokens(indices, gains, _cost(net, x, indices, gains, price, lam), latent)
     for stage in LEVELS[effort]:
@@ -127,24 +126,21 @@ def _quantize(net, latent: torch.Tensor, counts: np.ndarray) -> tuple[np.ndarray
     return keep(indices), None if gains is None else keep(gains)
 
 
-@torch.no_grad()
 def _decoded(net, indices: np.ndarray, gains: np.ndarray | None) -> torch.Tensor:
-    """The decoder's float output [1, 3, H, W] (clamped, before 8-bit rounding) for tokens with ABSENT."""
-    gains_t = None if gains is None else torch.from_numpy(gains)[None]
-    codes = net.quantizer.indices_to_codes(torch.from_numpy(indices)[None].clamp_min(0))
-    if gains_t is not None:
-        codes = codes * net.gain_values(gains_t.clamp_min(0))
-    codes = codes * torch.from_numpy(indices >= 0)[None].float().repeat_interleave(DIM, dim=1)
-    return tiled(net.synthesis, net.assemble(codes), net.stride, DECODE_TILE, DECODE_MARGIN).clamp(0, 1)
+    """The decoder's float output [1, 3, H, W] (clamped, before 8-bit rounding) for tokens [k, h, w] with ABSENT."""
+    return net.decode(torch.from_numpy(indices)[None], None if gains is None else torch.from_numpy(gains)[None])
 
 
-def _cost(net, x: torch.Tensor, indices: np.ndarray, gains: np.ndarray | None, price: Price, lam: float | None
-          ) -> float | tuple[float, float]:
-    """J of the tokens; lam None: (bits, squared error) instead."""
-    sse = float(torch.sum((_decoded(net, indices, gains) - x) ** 2))
-    as_tensor = lambda t: None if t is None else torch.from_numpy(t)[None]  # noqa: E731
-    bits = price(as_tensor(indices), as_tensor(gains))
-    return (bits, sse) if lam is None else sse + lam * bits
+def _rate_and_error(net, x: torch.Tensor, indices: np.ndarray, gains: np.ndarray | None, price: Price
+                    ) -> tuple[float, float]:
+    """(bits, squared error of the decoded image) of the tokens."""
+    return price(indices, gains), float(torch.sum((_decoded(net, indices, gains) - x) ** 2))
+
+
+def _cost(net, x: torch.Tensor, indices: np.ndarray, gains: np.ndarray | None, price: Price, lam: float) -> float:
+    """J of the tokens."""
+    bits, sse = _rate_and_error(net, x, indices, gains, price)
+    return sse + lam * bits
 
 
 def _refine(net, x: torch.Tensor, state: Tokens, steps: int, price: Price, lam: float) -> Tokens:

@@ -211,24 +211,21 @@ def _improved_tokens(model: LoadedModel, x: torch.Tensor, counts: np.ndarray,
     return refined_tokens(model, x, refine, counts)
 
 
-def refined_tokens(model: LoadedModel, x: torch.Tensor, steps: int, counts: np.ndarray, **search
-                    ) -> tuple[np.ndarray, np.ndarray | None]:
+def refined_tokens(model: LoadedModel, x: torch.Tensor, steps: int, counts: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """``steps`` of refinement under the per-position token counts [h, w] → indices and gain symbols [k, h, w]
-    (k = counts.max(); −1 where absent). search: ``refine_tokens``'s price, lam and patience."""
+    (k = counts.max(); −1 where absent)."""
     k = int(counts.max())
     present = None if (counts == k).all() else torch.from_numpy(token_counts.present_mask(counts, k))[None]
-    r = refine_tokens(model.net, x, k, steps, present=present, **search)
+    r = refine_tokens(model.net, x, k, steps, present=present)
     return r.indices[0].numpy(), None if r.gains is None else r.gains[0].numpy()
 
 
 def token_price(model: LoadedModel, prior: str = "auto") -> effort_levels.Price:
-    """The refinement's price of a candidate: the information content in bits of its tokens under the entropy models
-    that will write the file (what the range coder spends, to within a few bytes)."""
+    """The effort search's price of tokens: their information content in bits under the entropy models that will write
+    the file (what the range coder spends, to within a few bytes)."""
     coder = model.token_coder(prior)
-
-    def price(indices: torch.Tensor, gains: torch.Tensor | None) -> float:
-        return coder.encode(indices[0].numpy(), None if gains is None else gains[0].numpy()).information_bits
-    return price
+    return lambda indices, gains: coder.encode(indices, gains).information_bits
 
 
 def _closer(model: LoadedModel, rgb: np.ndarray, a: Encoded, b: Encoded) -> Encoded:
