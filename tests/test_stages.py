@@ -1,6 +1,6 @@
 """Residual stages (ModelConfig.stages > 1): stage-major tokens, each refining what the earlier stages of its 24-d
-subspace left; and fitting another run's weights to a model with fewer subspaces or wider hidden layers (bin/train.py
---init-from: leechcodec.training.loop.fit_weights)."""
+subspace left; and fitting another run's weights to a model with fewer or more subspaces or wider
+hidden layers (bin/train.py --init-from: leechcodec.training.loop.fit_weights)."""
 
 from __future__ import annotations
 
@@ -60,8 +60,29 @@ def test_fit_weights_keeps_the_first_subspaces():
     assert all(fitted[n].shape == narrow[n].shape for n in narrow)
     last_conv = next(n for n in wide if n.startswith("g_a.") and wide[n].shape[0] == 144)
     assert torch.equal(fitted[last_conv], wide[last_conv][:48])
-    with pytest.raises(TrainingError, match="needs"):  # the latent may not grow
-        fit_weights(narrow, _net(1))
+    with pytest.raises(TrainingError, match="needs"):  # an axis that grows while another shrinks
+        fit_weights(_net(3, groups=9).state_dict(), LeechAutoencoder(
+            ModelConfig.from_dict(_net(3).cfg.to_dict() | {"widths": (8, 16, 4)})))
+
+
+def test_fit_weights_adds_subspaces_that_start_silent():
+    """More latent subspaces (same stages): with every token kept, the wider model decodes as the narrow one did,
+    its first subspaces quantize as the narrow one's did, and the new subspaces are live in the analysis."""
+    narrow = _net(3)  # 2 subspaces × 3 stages
+    torch.manual_seed(1)
+    wide = LeechAutoencoder(ModelConfig.from_dict(narrow.cfg.to_dict() | {"groups": 12, "groups_for_quality": (12,)}))
+    wide.load_state_dict(fit_weights(narrow.state_dict(), wide))
+    wide.eval()
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        x_wide, x_narrow = wide(x, keep=torch.tensor([12]))["x_hat"], narrow(x, keep=torch.tensor([6]))["x_hat"]
+        assert torch.allclose(x_wide, x_narrow, atol=1e-6)
+        idx_wide, idx_narrow = wide.encode(x)[0], narrow.encode(x)[0]
+        assert all(torch.equal(idx_wide[:, 4 * t: 4 * t + 2], idx_narrow[:, 2 * t: 2 * t + 2]) for t in range(3))
+        y = wide.analysis(x)
+        assert y[:, 48:].abs().sum() > 0 and y.shape[1] == 96  # new subspaces carry something …
+        shuffled = wide.synthesis(torch.cat([y[:, :48], torch.randn_like(y[:, 48:])], 1))
+        assert torch.equal(shuffled, wide.synthesis(torch.cat([y[:, :48], torch.zeros_like(y[:, 48:])], 1)))
 
 
 def test_fit_weights_widens_hidden_layers_without_changing_the_function():

@@ -136,13 +136,16 @@ def fit_weights(source: dict, model: torch.nn.Module) -> dict:
 
     - a tensor that shrank keeps its leading slice along every axis (a model with fewer latent subspaces takes the
       first subspaces' channels — the ones the ordered groups made most important);
-    - a tensor that grew (wider hidden layers) holds the source in its leading slice and this model's fresh
-      initialization elsewhere, except that every conv weight reading a new channel into an old one is zero. The
-      widened network therefore starts out computing exactly the source's function (GDN's fresh γ has no
-      cross-channel terms, so new channels do not enter the old ones' normalization either), while the new channels,
-      whose outgoing weights get nonzero gradients, start learning;
-    - any other mismatch raises TrainingError: an axis grew and another shrank, the latent grew, or a layer of the
-      residual family grew (its pixel (un)shuffles interleave channels, so a leading slice is not the old layer)."""
+    - a tensor that grew (wider hidden layers, or more latent subspaces) holds the source in its leading slice and
+      this model's fresh initialization elsewhere, except that every conv weight reading a new channel into an old
+      one is zero. The widened network therefore starts out computing exactly the source's function (GDN's fresh γ
+      has no cross-channel terms, so new channels do not enter the old ones' normalization either), while the new
+      channels, whose outgoing weights get nonzero gradients, start learning. New latent subspaces enter the
+      synthesis with zero weights, so with every token kept the wider model decodes as the source did; with the same
+      number of stages, its first S_old subspaces are the source's (tokens are stage-major, so a prefix of k tokens
+      is not the source's prefix of k);
+    - any other mismatch raises TrainingError: an axis grew and another shrank, or a layer of the residual family
+      grew (its pixel (un)shuffles interleave channels, so a leading slice is not the old layer)."""
     target = model.state_dict()
     input_axis = {}  # conv weight name → the axis of its input channels
     for name, module in model.named_modules():
@@ -158,8 +161,7 @@ def fit_weights(source: dict, model: torch.nn.Module) -> dict:
             continue
         grew = any(a < b for a, b in zip(have.shape, want.shape, strict=False))
         shrank = any(a > b for a, b in zip(have.shape, want.shape, strict=False))
-        if have.dim() != want.dim() or (grew and (shrank or name.startswith("standardize.")
-                                                  or model.cfg.arch != "gdn")):
+        if have.dim() != want.dim() or (grew and (shrank or model.cfg.arch != "gdn")):
             raise TrainingError(f"--init-from: {name} has shape {tuple(have.shape)}, this model needs "
                                 f"{tuple(want.shape)}")
         if not grew:
@@ -240,9 +242,7 @@ class RunState:
 def new_run(o: TrainOptions, cfg: ModelConfig, device: torch.device) -> RunState:
     """A fresh run under ``o.seed``: the network (seeded), its optimizer, the rate proxy, the data stream."""
     torch.manual_seed(o.seed)
-    model = LeechAutoencoder(cfg).to(device)
-    if o.bf16:
-        model = model.use_memory_format(torch.channels_last)
+    model = LeechAutoencoder(cfg).to(device).use_memory_format(torch.channels_last)  # faster in fp32 and bf16 alike
     if o.freeze_synthesis:
         model.g_s.requires_grad_(False)
     opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=o.lr)
