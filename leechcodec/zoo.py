@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import zlib
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +33,9 @@ from leechcodec.gains import GainPrior
 from leechcodec.model import LeechAutoencoder, ModelConfig
 from leechcodec.token_coder import TokenCoder
 
-WEIGHTS_FILE_VERSION = 1
+WEIGHTS_FILE_VERSION = 2  # the weights file that bin/export_model.py writes; 1 still loads (``static_prior_of``)
+# per version: 1 = static prior as ``prior_freqs`` [G, 196560] int16; 2 = the same bytes zlib-compressed in
+# ``prior_freqs_zlib`` (uint8) with ``prior_groups`` G (about 4.5× smaller, so that 24 groups fit in 20 MB)
 PRIORS = ("auto", "static", "conditional")  # the index priors a file can be written with
 PRIOR_FILE_VERSION = 2  # format of the conditional-prior files (models/<id>-ctx-<sha8>.pt) that bin/train_context.py writes
 # features per format: 1 = without the earlier-stage slots (read as zero weights there), 2 = with them (``context``)
@@ -175,6 +178,21 @@ def load_context_file(path: Path, base: LoadedModel) -> LoadedModel:
     return replace(base, context=prior, context_hash=bytes.fromhex(digest[:16]))
 
 
+def packed_static_prior(freqs: np.ndarray) -> dict:
+    """Static-prior frequencies [G, 196560] uint16 → the entries of a weights file (format 2) that hold them."""
+    raw = np.ascontiguousarray(freqs, dtype=np.uint16).astype("<u2").tobytes()
+    packed = np.frombuffer(zlib.compress(raw, 9), dtype=np.uint8).copy()
+    return {"prior_freqs_zlib": torch.from_numpy(packed), "prior_groups": int(freqs.shape[0])}
+
+
+def static_prior_of(blob: dict) -> np.ndarray:
+    """A loaded weights file → its static-prior frequencies [G, 196560] uint16 (format 1 or 2)."""
+    if blob["format"] == 1:
+        return blob["prior_freqs"].numpy().view(np.uint16)
+    raw = zlib.decompress(blob["prior_freqs_zlib"].numpy().tobytes())
+    return np.frombuffer(raw, dtype="<u2").astype(np.uint16).reshape(blob["prior_groups"], -1)
+
+
 def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load and verify one weights file (hash in the name, format, codebook) → LoadedModel."""
     path = Path(path)
@@ -182,13 +200,13 @@ def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedM
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         cfg = ModelConfig.from_dict(blob["config"])
-        if blob["format"] != WEIGHTS_FILE_VERSION:
+        if blob["format"] not in (1, WEIGHTS_FILE_VERSION):
             raise ModelError(f"weights file {path.name} has unsupported format {blob['format']}")
         if cfg.quantizer == "leech" and blob["codebook_sha256"] != lattice.CODEBOOK_SHA256:
             raise ModelError(f"weights file {path.name} was made for another Leech index order")
         net = LeechAutoencoder(cfg)
         net.load_state_dict(blob["state_dict"])
-        prior = StaticPrior(blob["prior_freqs"].numpy().view(np.uint16))
+        prior = StaticPrior(static_prior_of(blob))
         gain_freqs = blob["gain_freqs"].numpy().view(np.uint16) if cfg.gain_levels else None
         gains = GainPrior(gain_freqs, cfg.subspaces) if cfg.gain_levels else None  # S = G: no residual stages
         if gains is not None and gains.freqs.shape[::2] != (cfg.groups, cfg.gain_levels):

@@ -148,3 +148,22 @@ def _kodak_or_skip():
     if not path.exists():
         pytest.skip("Kodak not available")
     return path
+
+
+def test_weights_file_formats_hold_the_same_static_prior(default_model, tmp_path, monkeypatch):
+    """Format 2 stores the static prior zlib-compressed; the shipped default (format 1) rewritten as format 2 loads with
+    the same frequencies and network, in a file smaller by more than 3/4 of the prior's raw bytes."""
+    src = zoo.models_dir() / zoo.registry()["models"][default_model.model_id]["file"]
+    blob = torch.load(src, map_location="cpu", weights_only=True)
+    assert blob["format"] == 1
+    freqs = blob.pop("prior_freqs").numpy().view(np.uint16)
+    monkeypatch.setenv("LEECHCODEC_MODELS", str(tmp_path))
+    path, _ = zoo.save_hashed(blob | {"format": 2} | zoo.packed_static_prior(freqs), "repacked")
+    repacked = zoo.load_weights_file(path)
+    assert np.array_equal(repacked.prior.freqs, freqs) and repacked.prior.freqs.dtype == np.uint16
+    assert src.stat().st_size - path.stat().st_size > 0.75 * freqs.nbytes
+    x = torch.rand(1, 3, 32, 48)
+    assert torch.equal(repacked.net.decode(*repacked.net.encode(x)), default_model.net.decode(*default_model.net.encode(x)))
+    with pytest.raises(zoo.ModelError, match="unsupported format 3"):
+        path3, _ = zoo.save_hashed(blob | {"format": 3} | zoo.packed_static_prior(freqs), "future")
+        zoo.load_weights_file(path3)

@@ -22,7 +22,7 @@ from leechcodec.model import LeechAutoencoder, ModelConfig
 from leechcodec.training import TrainingError
 from leechcodec.training.data import DEFAULT_DATA, load_images
 from leechcodec.training.loop import validate
-from leechcodec.zoo import WEIGHTS_FILE_VERSION, FileTooLargeError, models_dir, save_hashed
+from leechcodec.zoo import WEIGHTS_FILE_VERSION, FileTooLargeError, models_dir, packed_static_prior, save_hashed
 
 
 def round_kernels_to_fp16(net: torch.nn.Module) -> dict:
@@ -70,11 +70,12 @@ def load_checkpoint(path: Path) -> tuple[dict, LeechAutoencoder]:
 
 
 def fit_priors(net: LeechAutoencoder, images: list[np.ndarray]) -> dict:
-    """The entropy tables of the blob: ``prior_freqs`` [G, 196560] and, for a gain–shape model, ``gain_freqs``
-    (both uint16 frequencies stored as int16), fitted on ``images``; prints what they cost there."""
+    """The entropy tables of the blob, fitted on ``images``: the static prior [G, 196560] (compressed,
+    ``packed_static_prior``) and, for a gain–shape model, ``gain_freqs`` (uint16 frequencies stored as int16); prints
+    what they cost there."""
     gain_symbols: list[np.ndarray] = []
     counts = count_indices(net, images, gains=gain_symbols)
-    tables = {"prior_freqs": torch.from_numpy(frequencies_from_counts(counts).view(np.int16))}
+    tables = packed_static_prior(frequencies_from_counts(counts))
     print(f"prior fitted on {len(images)} images; distinct indices per group: {(counts > 0).sum(1).tolist()}")
     cfg = net.cfg
     if cfg.gain_levels:
@@ -146,7 +147,7 @@ def export_model(checkpoint: Path, model_id: str, *, data: Path = DEFAULT_DATA, 
     print(f"priors fitted in {time.time() - t0:.0f} s")
     meta = training_meta(ckpt, net, len(chosen), fp16_kernels, command)
     blob = {"format": WEIGHTS_FILE_VERSION, "model_id": model_id, "config": net.cfg.to_dict(), "state_dict": state,
-            "prior_freqs": tables.pop("prior_freqs"), "codebook_sha256": lattice.CODEBOOK_SHA256,
+            "codebook_sha256": lattice.CODEBOOK_SHA256,
             "meta": meta} | tables
     try:
         path, sha = save_hashed(blob, model_id)
