@@ -67,7 +67,7 @@ REFINE_OPTION = click.option("--refine", type=click.IntRange(min=0), default=0, 
 EFFORT_OPTION = click.option("--effort", type=click.IntRange(0, 3), default=0, show_default=True,
                              help="how long the encoder searches for better tokens (same format, any decoder): 0 "
                                   "the plain encoder (about 0.5 s for a 768x512 image on 2 CPU cores), 1 to 3 a "
-                                  "rate-aware search (about 12, 30 and 50 s there); see docs/results.md")
+                                  "rate-aware search (about 12 s at 1 and 50 s at 3 there); see docs/results.md")
 ALLOCATION_OPTION = click.option("--allocation", type=click.Choice(["auto", "uniform", "adaptive"]),
                                  default="auto", show_default=True,
                                  help="uniform: the quality level's tokens at every position; adaptive: the same "
