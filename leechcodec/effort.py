@@ -38,7 +38,7 @@ from leechcodec import allocation as alloc
 from leechcodec import token_counts
 from leechcodec.lattice import DIM
 from leechcodec.model import ENCODE_MARGIN, ENCODE_TILE, tiled
-from leechcodec.refine import refine_tokens
+from leechcodec.refine import refine_under_counts
 from leechcodec.zoo import LoadedModel
 
 Price = Callable[[np.ndarray, np.ndarray | None], float]  # (indices, gain symbols [k, h, w]; ABSENT) → bits
@@ -144,12 +144,9 @@ def _cost(net, x: torch.Tensor, indices: np.ndarray, gains: np.ndarray | None, p
 
 
 def _refine(net, x: torch.Tensor, state: Tokens, steps: int, price: Price, lam: float) -> Tokens:
-    counts = state.counts
-    k = int(counts.max())
-    s = min(k, net.cfg.subspaces)
-    present = None if (counts == k).all() else torch.from_numpy(token_counts.present_mask(counts, k))[None]
-    r = refine_tokens(net, x, k, steps, present=present, start=state.latent[:, : DIM * s])
-    indices, gains = r.indices[0].numpy(), None if r.gains is None else r.gains[0].numpy()
+    s = min(int(state.counts.max()), net.cfg.subspaces)
+    r = refine_under_counts(net, x, state.counts, steps, start=state.latent[:, : DIM * s])
+    indices, gains = r.tokens()
     cost = _cost(net, x, indices, gains, price, lam)  # J as every stage measures it (the decoder's own tiling)
     if cost >= state.cost:
         return state

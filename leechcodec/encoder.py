@@ -24,7 +24,7 @@ from leechcodec import effort as effort_levels
 from leechcodec import token_counts
 from leechcodec.container import Encoded, decode_indices, encode_indices
 from leechcodec.pixels import image_to_tensor
-from leechcodec.refine import refine_tokens
+from leechcodec.refine import refine_under_counts
 from leechcodec.zoo import LoadedModel
 
 
@@ -215,10 +215,7 @@ def refined_tokens(model: LoadedModel, x: torch.Tensor, steps: int, counts: np.n
                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """``steps`` of refinement under the per-position token counts [h, w] → indices and gain symbols [k, h, w]
     (k = counts.max(); −1 where absent)."""
-    k = int(counts.max())
-    present = None if (counts == k).all() else torch.from_numpy(token_counts.present_mask(counts, k))[None]
-    r = refine_tokens(model.net, x, k, steps, present=present)
-    return r.indices[0].numpy(), None if r.gains is None else r.gains[0].numpy()
+    return refine_under_counts(model.net, x, counts, steps).tokens()
 
 
 def token_price(model: LoadedModel, prior: str = "auto") -> effort_levels.Price:

@@ -18,9 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from leechcodec import token_counts
 from leechcodec.model import DECODE_MARGIN, DECODE_TILE, ENCODE_MARGIN, ENCODE_TILE, LeechAutoencoder, tile_boxes, tiled
 from leechcodec.lattice import DIM
 
@@ -31,6 +33,10 @@ class Refinement(NamedTuple):
     mse: float  # mean squared error (on [0, 1], over the padded image) of the decoded tokens, before 8-bit rounding
     plain_mse: float  # the same for the plain encoder's tokens
     latent: torch.Tensor | None = None  # the latent y [1, 24·s, h, w] whose tokens were returned (a later ``start``)
+
+    def tokens(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The returned tokens as a file holds them: indices and gain symbols [k, h, w] (−1 where absent)."""
+        return self.indices[0].numpy(), None if self.gains is None else self.gains[0].numpy()
 
 
 class _Adam:
@@ -64,6 +70,14 @@ def frozen_weights(net: torch.nn.Module) -> Iterator[None]:
     finally:
         for p in frozen:
             p.requires_grad_(True)
+
+
+def refine_under_counts(net: LeechAutoencoder, x: torch.Tensor, counts: np.ndarray, steps: int,
+                        start: torch.Tensor | None = None) -> Refinement:
+    """``refine_tokens`` under the per-position token counts [h, w] of a file (k = counts.max()), kept fixed."""
+    k = int(counts.max())
+    present = None if (counts == k).all() else torch.from_numpy(token_counts.present_mask(counts, k))[None]
+    return refine_tokens(net, x, k, steps, present=present, start=start)
 
 
 def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: int, lr: float = 0.01,
