@@ -47,9 +47,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quantizer", choices=["leech", "bsq"], default=d.quantizer)
     p.add_argument("--arch", choices=["gdn", "residual"], default=d.arch, help="transform family (model.py)")
     p.add_argument("--min-keep", type=int, default=d.min_keep, help="fewest token groups kept in a training sample")
-    p.add_argument("--keep-draw", choices=["qualities", "groups"], default=d.keep_draw,
+    p.add_argument("--keep-draw", choices=["qualities", "groups", "allocator"], default=d.keep_draw,
                    help="draw the groups kept per sample uniformly from the quality levels' group counts, or from "
-                        "1..G (how leech-s16g8 was trained)")
+                        "1..G (how leech-s16g8 was trained); allocator: per sample a quality level, and per position "
+                        "the tokens the default encoder's adaptive allocation keeps there (needs --freeze-analysis "
+                        "and --init-from a shipped gain–shape model, whose priors price the tokens)")
     p.add_argument("--gain-levels", type=int, default=d.gain_levels,
                    help="gain–shape tokens with this many log-uniform gain levels (0: direction only)")
     p.add_argument("--gain-log2-min", type=float, default=d.gain_log2_min, help="log2 of the smallest gain level")
@@ -76,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-synthesis", action="store_true",
                    help="train the analysis transform only: the decoder's weights stay those of --init-from or the"
                         " checkpoint (it still passes gradients back to the latent)")
+    p.add_argument("--freeze-analysis", action="store_true",
+                   help="train the synthesis only: the analysis weights and latent statistics stay those of "
+                        "--init-from or the checkpoint, so the tokens (and the shipped model's priors) stay exact")
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: all cores)")
     p.add_argument("--bf16", action="store_true",

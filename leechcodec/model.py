@@ -149,10 +149,12 @@ class LeechAutoencoder(nn.Module):
         return gain, g_hat, symbols
 
     def group_mask(self, keep: torch.Tensor) -> torch.Tensor:
-        """keep [B] int (groups kept per sample) → float mask [B, 24·G, 1, 1] (1 for kept channels)."""
+        """keep [B] int (groups kept per sample) → float mask [B, 24·G, 1, 1] (1 for kept channels); keep [B, h, w]
+        (groups kept per latent position, as adaptive files keep them) → mask [B, 24·G, h, w]."""
         g = torch.arange(self.cfg.groups, device=keep.device)
-        mask = (g[None, :] < keep[:, None]).float()
-        return mask.repeat_interleave(DIM, dim=1)[:, :, None, None]
+        per_position = keep[:, None] if keep.dim() == 3 else keep[:, None, None, None]
+        mask = (g[None, :, None, None] < per_position).float()
+        return mask.repeat_interleave(DIM, dim=1)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, blend: float = 1.0) -> dict:
         """Training pass. keep [B]: groups kept per sample (default all); blend in [0, 1] mixes the straight-through
@@ -242,11 +244,17 @@ class LeechAutoencoder(nn.Module):
             raise ValueError("per-position token counts need a gain–shape model")
         y = tiled(self.analysis, x, 1 / self.stride, ENCODE_TILE, ENCODE_MARGIN).float().cpu()
         indices, gain_symbols, vectors = self.quantize_stages(y, self.cfg.groups)
-        target = y / math.sqrt(DIM)
-        errors = [target.square().sum(dim=1)[0].double()]
+        return indices, gain_symbols, self.prefix_errors(y, vectors)[0]
+
+    def prefix_errors(self, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """Standardized latent y [B, 24·S, h, w] and all G tokens' decoder-scale vectors [B, 24·G, h, w] → the
+        latent-domain error left after each prefix [B, G+1, h, w] float64: ‖y/√24 − decoder input of the first n
+        tokens‖² per position, n = 0..G."""
+        target = y.float() / math.sqrt(DIM)
+        errors = [target.square().sum(dim=1).double()]
         for n in range(1, self.cfg.groups + 1):
-            errors.append((target - self.assemble(vectors[:, : DIM * n])).square().sum(dim=1)[0].double())
-        return indices, gain_symbols, torch.stack(errors)
+            errors.append((target - self.assemble(vectors[:, : DIM * n])).square().sum(dim=1).double())
+        return torch.stack(errors, dim=1)
 
     @torch.no_grad()
     def quantize_tokens(self, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:

@@ -45,6 +45,19 @@ def test_shapes_and_group_mask(arch):
     assert torch.equal(net.synthesis(masked)[0], out["x_hat"][0])
 
 
+def test_group_mask_per_position_keeps_each_positions_leading_tokens():
+    """keep [B, h, w] (an adaptive file's counts) masks each position's own leading tokens; a constant map masks as
+    keep [B] does."""
+    net = LeechAutoencoder(SMALL["gdn"])
+    counts = torch.tensor([[[0, 1], [2, 3]]])
+    mask = net.group_mask(counts)
+    assert mask.shape == (1, 24 * 3, 2, 2)
+    for i, j in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        kept = mask[0, :, i, j].reshape(3, 24)
+        assert (kept == (torch.arange(3) < counts[0, i, j])[:, None].float()).all()
+    assert torch.equal(net.group_mask(torch.full((2, 2, 2), 2)), net.group_mask(torch.tensor([2, 2])).expand(-1, -1, 2, 2))
+
+
 @pytest.mark.parametrize("arch", ["gdn", "residual"])
 def test_tile_margins_cover_the_receptive_fields(arch):
     """With the shipped margins (and smaller tiles, so that the image is cut) tiled transforms equal whole ones."""

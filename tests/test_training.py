@@ -336,6 +336,58 @@ def test_freeze_synthesis_trains_the_encoder_only_and_refuses_a_mixed_resume(tmp
         _train(base, data, 4, freeze_synthesis=True)
 
 
+def test_allocator_draw_trains_the_decoder_on_the_encoders_own_counts(tmp_path, monkeypatch):
+    """--keep-draw allocator with --freeze-analysis: each sample keeps, per position, the counts the default encoder
+    writes into a file at that quality; only the synthesis learns (the analysis weights and latent statistics stay
+    the shipped model's bit for bit, so its priors stay exact); it refuses to run where the tokens would move."""
+    from leechcodec.training.adaptive import AllocatorCounts
+    from leechcodec.zoo import clear_cache, load_model
+
+    data, base, run, models = tmp_path / "data", tmp_path / "base", tmp_path / "run", tmp_path / "models"
+    _toy_data(data)
+    stages = {"gain_levels": 11, "gain_log2_min": -4.5, "stages": 2, "groups": 4, "widths": "8,8,16"}
+    _train(base, data, 2, **stages)
+    monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
+    shipped = models / _export(base / "checkpoint.pt", "toy-base", data).name
+    fit_context_prior("toy-base", data=data, images=3, steps=2, batch=64, work=tmp_path / "ctx")  # adaptive files
+    clear_cache()
+    model = load_model("toy-base")
+
+    # the counts are the encoder's: those an adaptive file at the same quality keeps
+    allocator = AllocatorCounts.of_weights_file(shipped)
+    img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1).float().div(255)[None]
+    seen = set()
+    for quality in (2, 3):
+        k = model.groups_for(quality)
+        with torch.no_grad():
+            counts = allocator.forward(model.net, x, torch.tensor([k]))["counts"][0].numpy()
+        enc = encoder.encode_image(model, img, quality=quality, allocation="adaptive")
+        assert enc.indices.shape[0] == 4 and np.array_equal((enc.indices >= 0).sum(axis=0), counts)
+        seen.add(len(np.unique(counts)))
+    assert max(seen) > 1  # not a uniform prefix
+
+    options = {**stages, "init_from": shipped, "freeze_analysis": True, "keep_draw": "allocator", "lr": 1e-2,
+               "blend_steps": 0, "qualities": "1,2,3,4"}
+    _train(run, data, 2, **options)
+    _train(run, data, 4, **options)  # resumes
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    start, _ = init_weights(shipped, torch.device("cpu"))
+    assert ckpt["step"] == 4
+    encoder_side = [k for k in start if k.startswith(("g_a.", "standardize."))]
+    decoder_side = [k for k, _ in model.net.named_parameters() if k.startswith("g_s.")]
+    assert any(k.startswith("standardize.running") for k in encoder_side)
+    assert all(torch.equal(start[k], ckpt["model"][k]) for k in encoder_side)
+    assert all(not torch.equal(start[k], ckpt["model"][k]) for k in decoder_side)
+
+    with pytest.raises(TrainingError, match="needs --freeze-analysis"):
+        _train(tmp_path / "moving", data, 2, **(options | {"freeze_analysis": False}))
+    with pytest.raises(TrainingError, match="trained with --freeze-analysis"):
+        _train(run, data, 6, **(options | {"freeze_analysis": False, "keep_draw": "qualities"}))
+    with pytest.raises(TrainingError, match="needs --init-from a shipped weights file"):
+        _train(tmp_path / "from-run", data, 2, **(options | {"init_from": base / "checkpoint.pt"}))
+
+
 def test_token_directions_are_the_directions_the_quantizer_snapped():
     """The rate term must price the directions the tokens actually took: quantizing token_directions' output gives
     the training pass's indices, residual stages included, and only a sample's kept tokens count."""

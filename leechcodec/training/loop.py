@@ -3,7 +3,8 @@ its distortion and rate terms, validation, checkpoints that resume a run exactly
 run's or a shipped model's weights (``init_weights``, ``fit_weights``).
 
 One run trains one variable-rate model: each sample keeps the leading token groups of a randomly drawn quality level,
-so one set of weights serves every quality level. Loss = mean over the batch of log10(MSE) on [0, 255] RGB (minus the
+so one set of weights serves every quality level (or, with ``keep_draw="allocator"`` and a frozen analysis, the tokens
+the default encoder's allocation keeps at that level: ``leechcodec.training.adaptive``). Loss = mean over the batch of log10(MSE) on [0, 255] RGB (minus the
 mean PSNR / 10), plus, with ``rate_weight`` λ, λ × the mean proxy bits of a kept token (``leechcodec.rate_proxy``).
 """
 
@@ -24,6 +25,7 @@ from leechcodec.lattice import DIM
 from leechcodec.model import LeechAutoencoder, ModelConfig
 from leechcodec.rate_proxy import DirectionRateProxy
 from leechcodec.training import TrainingError
+from leechcodec.training.adaptive import AllocatorCounts
 from leechcodec.training.data import DEFAULT_DATA, load_images, random_batch
 
 LOG_COLUMNS = ["step", "elapsed_s", "lr", "loss", "psnr", "distinct_codes", "code_entropy_bits"]
@@ -60,6 +62,7 @@ class TrainOptions:
     rate_ramp: int = 500
     rate_lr: float = 3e-3
     freeze_synthesis: bool = False
+    freeze_analysis: bool = False
     device: str = "cpu"
     threads: int = 0
     bf16: bool = False
@@ -107,10 +110,20 @@ def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def set_training_mode(model: LeechAutoencoder, o: TrainOptions) -> None:
+    """Training mode, except for a frozen analysis: it keeps its running statistics (eval mode), so its tokens stay
+    those of the model it came from."""
+    model.train()
+    if o.freeze_analysis:
+        model.g_a.eval()
+        model.standardize.eval()
+
+
 @torch.no_grad()
 def validate(model: LeechAutoencoder, images: list[np.ndarray], device: torch.device, crop: int = 256) -> dict:
-    """PSNR per quality level on centre crops of the held-out images (eval mode: running statistics); leaves the
-    model in training mode."""
+    """PSNR per quality level on centre crops of the held-out images (eval mode: running statistics); leaves every
+    module in the mode it found it in."""
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     xs = []
     for img in images:
@@ -127,7 +140,8 @@ def validate(model: LeechAutoencoder, images: list[np.ndarray], device: torch.de
             x_hat = (x_hat * 255).round() / 255
             psnrs.append(psnr_from_mse(((x_hat - x) ** 2).mean()).item())
         result[f"val_psnr_q{q}"] = float(np.mean(psnrs))
-    model.train()
+    for m, mode in modes:
+        m.train(mode)
     return result
 
 
@@ -195,11 +209,12 @@ def init_weights(path: Path, device: torch.device) -> tuple[dict, str]:
 
 
 def forward_mse(model: LeechAutoencoder, x: torch.Tensor, keep: torch.Tensor, blend: float,
-                bf16: bool) -> tuple[dict, torch.Tensor]:
-    """The model's outputs and the per-sample MSE. With bf16 the transforms run under bfloat16 autocast (the quantizer
-    turns it off for itself); the MSE is always taken in float32."""
+                bf16: bool, allocator: AllocatorCounts | None = None) -> tuple[dict, torch.Tensor]:
+    """The model's outputs and the per-sample MSE, each sample keeping ``keep`` leading tokens (or, with an
+    allocator, the allocation's counts at that level). With bf16 the transforms run under bfloat16 autocast (the
+    quantizer turns it off for itself); the MSE is always taken in float32."""
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(x, keep=keep, blend=blend)
+        out = allocator.forward(model, x, keep) if allocator else model(x, keep=keep, blend=blend)
     return out, ((out["x_hat"].float() - x) ** 2).mean(dim=(1, 2, 3))
 
 
@@ -245,6 +260,8 @@ def new_run(o: TrainOptions, cfg: ModelConfig, device: torch.device) -> RunState
     model = LeechAutoencoder(cfg).to(device).use_memory_format(torch.channels_last)  # faster in fp32 and bf16 alike
     if o.freeze_synthesis:
         model.g_s.requires_grad_(False)
+    if o.freeze_analysis:
+        model.g_a.requires_grad_(False)  # the standardization has no parameters; its statistics: set_training_mode
     opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=o.lr)
     # the rate proxy is fitted by maximum likelihood to the directions, on its own optimizer and constant rate
     proxy = DirectionRateProxy(cfg.groups, o.rate_components, seed=o.seed).to(device) if o.rate_weight else None
@@ -257,9 +274,10 @@ def resume(run: RunState, o: TrainOptions, cfg: ModelConfig, ckpt_path: Path, de
     ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
     if ModelConfig.from_dict(ckpt["config"]) != cfg:
         raise TrainingError(f"{ckpt_path} was trained with another config; use another --out")
-    if ckpt["args"].get("freeze_synthesis", False) != o.freeze_synthesis:
-        raise TrainingError(f"{ckpt_path} was trained {'without' if o.freeze_synthesis else 'with'}"
-                            " --freeze-synthesis; use another --out")
+    for flag in ("freeze_synthesis", "freeze_analysis"):
+        if ckpt["args"].get(flag, False) != getattr(o, flag):
+            raise TrainingError(f"{ckpt_path} was trained {'without' if getattr(o, flag) else 'with'}"
+                                f" --{flag.replace('_', '-')}; use another --out")
     run.model.load_state_dict(ckpt["model"])
     run.opt.load_state_dict(ckpt["optimizer"])
     run.step, run.elapsed = ckpt["step"], ckpt["elapsed"]
@@ -283,11 +301,11 @@ def save_checkpoint(run: RunState, o: TrainOptions, cfg: ModelConfig, ckpt_path:
     tmp.replace(ckpt_path)
 
 
-def train_step(run: RunState, o: TrainOptions, x: torch.Tensor, keep: torch.Tensor) -> tuple[dict, torch.Tensor,
-                                                                                           torch.Tensor, float]:
+def train_step(run: RunState, o: TrainOptions, x: torch.Tensor, keep: torch.Tensor,
+               allocator: AllocatorCounts | None = None) -> tuple[dict, torch.Tensor, torch.Tensor, float]:
     """One optimizer step at ``run.step`` → (the model's outputs, per-sample MSE, loss, mean proxy bits or 0)."""
     blend = min(1.0, run.step / o.blend_steps) if o.blend_steps else 1.0
-    out, mse = forward_mse(run.model, x, keep, blend, o.bf16)
+    out, mse = forward_mse(run.model, x, keep, blend, o.bf16, allocator)
     loss = torch.log10(mse.clamp_min(1e-10)).mean()
     bits = 0.0
     if run.proxy is not None:
@@ -358,6 +376,11 @@ def prepare(o: TrainOptions, command: list[str] | None) -> tuple[RunState, Model
     """Set up the run in ``o.out``: resumed from its checkpoint, or new (from ``o.init_from`` when given)."""
     if o.threads:
         torch.set_num_threads(o.threads)
+    if o.keep_draw == "allocator" and not (o.freeze_analysis and o.gain_levels):
+        raise TrainingError("--keep-draw allocator needs --freeze-analysis and a gain–shape model (its tokens must stay "
+                            "those its priors were fitted to)")
+    if o.keep_draw == "allocator" and o.rate_weight:
+        raise TrainingError("--keep-draw allocator trains the decoder only; --rate-weight has nothing to act on")
     device = torch.device(o.device)
     o.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = o.out / "checkpoint.pt"
@@ -388,16 +411,17 @@ def train(o: TrainOptions, command: list[str] | None = None) -> Path:
     log = TrainingLog(o.out / "log.csv", len(cfg.groups_for_quality))
     # By default each sample keeps the groups of one quality level, drawn uniformly, so every shipped rate point gets
     # the same share of training (drawing k uniformly from 1..G starves the low qualities when G is large).
-    draw_from = cfg.groups_for_quality if o.keep_draw == "qualities" else range(1, cfg.groups + 1)
+    draw_from = cfg.groups_for_quality if o.keep_draw in ("qualities", "allocator") else range(1, cfg.groups + 1)
     keep_choices = torch.tensor([k for k in draw_from if k >= o.min_keep])
-    run.model.train()
+    allocator = AllocatorCounts.of_weights_file(o.init_from) if o.keep_draw == "allocator" else None
+    set_training_mode(run.model, o)
     deadline = time.time() + o.max_minutes * 60 if o.max_minutes > 0 else math.inf
     while run.step < o.steps:
         for group in run.opt.param_groups:
             group["lr"] = lr_at(run.step, o.steps, o.lr)
         x = random_batch(train_imgs, o.batch, o.crop, run.rng).to(device)
         keep = keep_choices[torch.randint(len(keep_choices), (o.batch,))].to(device)
-        out, mse, loss, bits = train_step(run, o, x, keep)
+        out, mse, loss, bits = train_step(run, o, x, keep, allocator)
         log.add(mse, loss, bits)
         # a lent machine's minutes are counted: past the deadline, this step is logged, validated and checkpointed
         out_of_time = time.time() > deadline
