@@ -10,6 +10,11 @@ came from, e.g.:
 
     bin/train_context.py leech-gdn-s16g12 --images 500 --steps 250 --batch 1024 --lr 5e-3
 
+A decoder-only fine-tune (bin/train.py --freeze-analysis) makes the tokens of the model it came from; it takes that
+model's conditional prior unchanged, after a check that the encoders and priors are identical:
+
+    bin/train_context.py NEW_ID --same-encoder-as SOURCE_ID
+
 The work is done by leechcodec.training.context_fit.
 """
 
@@ -24,7 +29,7 @@ import sys
 from pathlib import Path
 
 from leechcodec.training import TrainingError
-from leechcodec.training.context_fit import fit_context_prior
+from leechcodec.training.context_fit import fit_context_prior, reuse_context_prior
 from leechcodec.training.data import DEFAULT_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +46,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "ctx")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--same-encoder-as", metavar="SOURCE_ID",
+                   help="reuse this model's conditional prior (the model must make exactly its tokens)")
     args = p.parse_args(argv)
     try:
+        if args.same_encoder_as:
+            reuse_context_prior(args.model_id, args.same_encoder_as, command=["bin/train_context.py", *argv])
+            return
         fit_context_prior(args.model_id, data=args.data, images=args.images, steps=args.steps, batch=args.batch,
                           lr=args.lr, work=args.work, seed=args.seed, command=["bin/train_context.py", *argv])
     except TrainingError as e:

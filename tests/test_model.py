@@ -55,7 +55,8 @@ def test_group_mask_per_position_keeps_each_positions_leading_tokens():
     for i, j in [(0, 0), (0, 1), (1, 0), (1, 1)]:
         kept = mask[0, :, i, j].reshape(3, 24)
         assert (kept == (torch.arange(3) < counts[0, i, j])[:, None].float()).all()
-    assert torch.equal(net.group_mask(torch.full((2, 2, 2), 2)), net.group_mask(torch.tensor([2, 2])).expand(-1, -1, 2, 2))
+    uniform = net.group_mask(torch.tensor([2, 2])).expand(-1, -1, 2, 2)
+    assert torch.equal(net.group_mask(torch.full((2, 2, 2), 2)), uniform)
 
 
 @pytest.mark.parametrize("arch", ["gdn", "residual"])

@@ -340,6 +340,7 @@ def test_allocator_draw_trains_the_decoder_on_the_encoders_own_counts(tmp_path, 
     """--keep-draw allocator with --freeze-analysis: each sample keeps, per position, the counts the default encoder
     writes into a file at that quality; only the synthesis learns (the analysis weights and latent statistics stay
     the shipped model's bit for bit, so its priors stay exact); it refuses to run where the tokens would move."""
+    from leechcodec import bitstream, codec
     from leechcodec.training.adaptive import AllocatorCounts
     from leechcodec.zoo import clear_cache, load_model
 
@@ -379,6 +380,27 @@ def test_allocator_draw_trains_the_decoder_on_the_encoders_own_counts(tmp_path, 
     assert any(k.startswith("standardize.running") for k in encoder_side)
     assert all(torch.equal(start[k], ckpt["model"][k]) for k in encoder_side)
     assert all(not torch.equal(start[k], ckpt["model"][k]) for k in decoder_side)
+
+    # the fine-tuned decoder ships with the source's conditional prior: the same tokens, the same file bits
+    from leechcodec.training.context_fit import reuse_context_prior
+
+    _export(run / "checkpoint.pt", "toy-decoder", data)
+    _run("train_context.py", "toy-decoder", "--same-encoder-as", "toy-base", env={"LEECHCODEC_MODELS": str(models)})
+    clear_cache()
+    tuned = load_model("toy-decoder")
+    reg = json.loads((models / "zoo.json").read_text())["models"]
+    ctx = [torch.load(models / reg[m]["context_prior"]["file"], weights_only=True)
+           for m in ("toy-base", "toy-decoder")]
+    assert torch.equal(ctx[0]["weights"], ctx[1]["weights"])
+    assert ctx[1]["meta"]["reused_from"].startswith("toy-base-ctx")
+    a, b = (encoder.encode_image(m, img, quality=3) for m in (model, tuned))
+    assert np.array_equal(a.indices, b.indices) and np.array_equal(bitstream.unpack(a.data)[1],
+                                                                   bitstream.unpack(b.data)[1])
+    assert not np.array_equal(np.asarray(codec.decompress(a.data)), np.asarray(codec.decompress(b.data)))
+    _train(tmp_path / "moved", data, 2, **(stages | {"init_from": shipped, "lr": 1e-2, "blend_steps": 0}))
+    _export(tmp_path / "moved" / "checkpoint.pt", "toy-moved", data)
+    with pytest.raises(TrainingError, match=r"toy-moved does not make the tokens of toy-base \(differs in g_a\."):
+        reuse_context_prior("toy-moved", "toy-base")
 
     with pytest.raises(TrainingError, match="needs --freeze-analysis"):
         _train(tmp_path / "moving", data, 2, **(options | {"freeze_analysis": False}))

@@ -8,6 +8,10 @@
    static prior);
 3. round the weights to integers, write ``models/<id>-ctx-<sha8>.pt``, record it in the model's registry entry, and
    print the code length of the held-out images under the static and the conditional prior (the real coder).
+
+A model whose encoder is another's (a decoder-only fine-tune, ``--freeze-analysis``) makes the very same tokens, so
+it takes that model's conditional prior as it is (``reuse_context_prior``) once ``encoder_differences`` finds
+nothing: the same config, analysis weights, latent statistics, static and gain priors.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import torch
 from leechcodec import conditional, context, lattice
 from leechcodec.training import TrainingError
 from leechcodec.training.data import DEFAULT_DATA, load_images
-from leechcodec.zoo import PRIOR_FILE_VERSION, FileTooLargeError, file_sha256, load_model, models_dir, save_hashed
+from leechcodec.zoo import (PRIOR_FILE_VERSION, FileTooLargeError, LoadedModel, file_sha256, load_model, models_dir,
+                            registry, save_hashed)
 
 LN2 = math.log(2)
 
@@ -197,4 +202,41 @@ def fit_context_prior(model_id: str, *, data: Path = DEFAULT_DATA, images: int =
     tokens = sum(i.size for i in val_idx)
     print(f"held-out ({len(val_idx)} images, all {weights.shape[0]} groups): static {static_bits / tokens:.3f} "
           f"bits/token, conditional {ctx_bits / tokens:.3f} ({ctx_bits / static_bits - 1:+.1%})")
+    return path
+
+
+def encoder_differences(a: LoadedModel, b: LoadedModel) -> list[str]:
+    """What makes two shipped models' tokens differ: their configs, any analysis weight or latent statistic, their
+    static or gain priors (the names of what differs; empty when they make the same tokens and price them alike)."""
+    if a.config != b.config:
+        return ["config"]
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    out = [k for k in sa if k.startswith(("g_a.", "standardize.")) and not torch.equal(sa[k], sb[k])]
+    if not np.array_equal(a.prior.freqs, b.prior.freqs):
+        out.append("static prior")
+    if (a.gains is None) != (b.gains is None) or (a.gains is not None and not np.array_equal(a.gains.freqs,
+                                                                                             b.gains.freqs)):
+        out.append("gain prior")
+    return out
+
+
+def reuse_context_prior(model_id: str, source_id: str, command: list[str] | None = None) -> Path:
+    """Give the registered model ``model_id`` the conditional prior of ``source_id``, which makes the same tokens
+    (``encoder_differences`` empty) → the new file's path. The weights are copied unchanged; the file is bound to
+    ``model_id``'s weights and its ``meta`` names where they came from."""
+    model, source = load_model(model_id), load_model(source_id)
+    entry = registry()["models"][source_id].get("context_prior")
+    if source.context is None or entry is None:
+        raise TrainingError(f"{source_id} has no conditional prior to reuse")
+    differences = encoder_differences(model, source)
+    if differences:
+        shown = ", ".join(differences[:3]) + (f" and {len(differences) - 3} more" if len(differences) > 3 else "")
+        raise TrainingError(f"{model_id} does not make the tokens of {source_id} (differs in {shown}); fit its own "
+                            "conditional prior")
+    blob = torch.load(models_dir() / entry["file"], map_location="cpu", weights_only=True)
+    meta = dict(blob["meta"]) | {"reused_from": entry["file"],
+                                 "command": [str(a) for a in command] if command else None}
+    path = write_context_prior(model_id, blob["weights"].numpy(), meta)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): the conditional prior of {source_id}, whose tokens "
+          f"{model_id} makes, and registered it", flush=True)
     return path

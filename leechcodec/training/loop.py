@@ -4,8 +4,9 @@ run's or a shipped model's weights (``init_weights``, ``fit_weights``).
 
 One run trains one variable-rate model: each sample keeps the leading token groups of a randomly drawn quality level,
 so one set of weights serves every quality level (or, with ``keep_draw="allocator"`` and a frozen analysis, the tokens
-the default encoder's allocation keeps at that level: ``leechcodec.training.adaptive``). Loss = mean over the batch of log10(MSE) on [0, 255] RGB (minus the
-mean PSNR / 10), plus, with ``rate_weight`` λ, λ × the mean proxy bits of a kept token (``leechcodec.rate_proxy``).
+the default encoder's allocation keeps at that level: ``leechcodec.training.adaptive``). Loss = mean over the batch of
+log10(MSE) on [0, 255] RGB (minus the mean PSNR / 10), plus, with ``rate_weight`` λ, λ × the mean proxy bits of a
+kept token (``leechcodec.rate_proxy``).
 """
 
 from __future__ import annotations
@@ -377,8 +378,8 @@ def prepare(o: TrainOptions, command: list[str] | None) -> tuple[RunState, Model
     if o.threads:
         torch.set_num_threads(o.threads)
     if o.keep_draw == "allocator" and not (o.freeze_analysis and o.gain_levels):
-        raise TrainingError("--keep-draw allocator needs --freeze-analysis and a gain–shape model (its tokens must stay "
-                            "those its priors were fitted to)")
+        raise TrainingError("--keep-draw allocator needs --freeze-analysis and a gain–shape model (its tokens must "
+                            "stay those its priors were fitted to)")
     if o.keep_draw == "allocator" and o.rate_weight:
         raise TrainingError("--keep-draw allocator trains the decoder only; --rate-weight has nothing to act on")
     device = torch.device(o.device)
