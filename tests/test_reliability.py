@@ -151,19 +151,24 @@ def _kodak_or_skip():
 
 
 def test_weights_file_formats_hold_the_same_static_prior(default_model, tmp_path, monkeypatch):
-    """Format 2 stores the static prior zlib-compressed; the shipped default (format 1) rewritten as format 2 loads with
-    the same frequencies and network, in a file smaller by more than 3/4 of the prior's raw bytes."""
-    src = zoo.models_dir() / zoo.registry()["models"][default_model.model_id]["file"]
+    """Format 2 stores the static prior zlib-compressed; a shipped format-1 file (rs4a's) rewritten as format 2 loads
+    with the same frequencies and network, in a file smaller by more than 3/4 of the prior's raw bytes. The default
+    (format 2, rs4a's encoder) holds the same frequencies."""
+    source = zoo.load_model("leech-rs4a-s16g12")
+    src = zoo.models_dir() / zoo.registry()["models"][source.model_id]["file"]
     blob = torch.load(src, map_location="cpu", weights_only=True)
     assert blob["format"] == 1
     freqs = blob.pop("prior_freqs").numpy().view(np.uint16)
+    assert torch.load(zoo.models_dir() / zoo.registry()["models"][default_model.model_id]["file"],
+                      weights_only=True)["format"] == 2
+    assert np.array_equal(default_model.prior.freqs, freqs)
     monkeypatch.setenv("LEECHCODEC_MODELS", str(tmp_path))
     path, _ = zoo.save_hashed(blob | {"format": 2} | zoo.packed_static_prior(freqs), "repacked")
     repacked = zoo.load_weights_file(path)
     assert np.array_equal(repacked.prior.freqs, freqs) and repacked.prior.freqs.dtype == np.uint16
     assert src.stat().st_size - path.stat().st_size > 0.75 * freqs.nbytes
     x = torch.rand(1, 3, 32, 48)
-    assert torch.equal(repacked.net.decode(*repacked.net.encode(x)), default_model.net.decode(*default_model.net.encode(x)))
+    assert torch.equal(repacked.net.decode(*repacked.net.encode(x)), source.net.decode(*source.net.encode(x)))
     with pytest.raises(zoo.ModelError, match="unsupported format 3"):
         path3, _ = zoo.save_hashed(blob | {"format": 3} | zoo.packed_static_prior(freqs), "future")
         zoo.load_weights_file(path3)
