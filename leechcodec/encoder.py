@@ -67,7 +67,7 @@ def encode_image(model: LoadedModel, rgb: np.ndarray, *, quality: int | None = N
     x = image_to_tensor(rgb, model.config.stride, device)
     if allocation == "adaptive":
         _check_adaptive(model, prior)
-        indices, gains, errors = model.net.encode_all_with_errors(x)
+        indices, gains, errors = model.net.encode_all_with_errors(x, model.allocation_weights)
         costs = alloc.prefix_costs(model.prior, model.gains, indices[0].numpy(), gains[0].numpy())
         budget = costs[groups].sum()
         counts = alloc.allocate(errors.numpy(), costs, budget)
@@ -111,7 +111,7 @@ def encode_at_rate(model: LoadedModel, rgb: np.ndarray, bpp: float, *, prior: st
     g = model.config.groups
     if allocation == "adaptive":
         _check_adaptive(model, prior)
-        indices, gains, errors = model.net.encode_all_with_errors(x)
+        indices, gains, errors = model.net.encode_all_with_errors(x, model.allocation_weights)
     else:
         indices, gains = model.net.encode(x, g)
     indices = indices[0].numpy()

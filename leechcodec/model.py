@@ -236,24 +236,33 @@ class LeechAutoencoder(nn.Module):
         return indices, gain_symbols
 
     @torch.no_grad()
-    def encode_all_with_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode_all_with_errors(self, x: torch.Tensor, weights: torch.Tensor | None = None
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x as for ``encode`` → all G tokens (indices, gain symbols [1, G, h, w]) and the latent-domain error left
         after each prefix: errors [G+1, h, w] float64, errors[n] = ‖y/√24 − decoder input of the first n tokens‖²
-        per position (gain–shape models). The input of ``allocation.allocate``."""
+        per position (gain–shape models; weighted per channel with ``weights``, as in ``prefix_errors``). The input
+        of ``allocation.allocate``."""
         if not self.cfg.gain_levels:
             raise ValueError("per-position token counts need a gain–shape model")
         y = tiled(self.analysis, x, 1 / self.stride, ENCODE_TILE, ENCODE_MARGIN).float().cpu()
         indices, gain_symbols, vectors = self.quantize_stages(y, self.cfg.groups)
-        return indices, gain_symbols, self.prefix_errors(y, vectors)[0]
+        return indices, gain_symbols, self.prefix_errors(y, vectors, weights)[0]
 
-    def prefix_errors(self, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    def prefix_errors(self, y: torch.Tensor, vectors: torch.Tensor, weights: torch.Tensor | None = None
+                      ) -> torch.Tensor:
         """Standardized latent y [B, 24·S, h, w] and all G tokens' decoder-scale vectors [B, 24·G, h, w] → the
         latent-domain error left after each prefix [B, G+1, h, w] float64: ‖y/√24 − decoder input of the first n
-        tokens‖² per position, n = 0..G."""
+        tokens‖² per position, n = 0..G. weights [24·S] (None: all 1): each channel's squared error is multiplied
+        by its weight (the decoder's sensitivity to that channel, ``LoadedModel.allocation_weights``)."""
         target = y.float() / math.sqrt(DIM)
-        errors = [target.square().sum(dim=1).double()]
+        w = None if weights is None else weights.to(target).view(1, -1, 1, 1)
+
+        def total(err: torch.Tensor) -> torch.Tensor:
+            return (err.square() if w is None else w * err.square()).sum(dim=1).double()
+
+        errors = [total(target)]
         for n in range(1, self.cfg.groups + 1):
-            errors.append((target - self.assemble(vectors[:, : DIM * n])).square().sum(dim=1).double())
+            errors.append(total(target - self.assemble(vectors[:, : DIM * n])))
         return torch.stack(errors, dim=1)
 
     @torch.no_grad()

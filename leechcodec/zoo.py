@@ -85,6 +85,8 @@ class LoadedModel:
     context: ConditionalPrior | None = None  # entropy model v2, when the model ships one
     context_hash: bytes | None = None  # first 8 bytes of the SHA-256 of its file
     gains: GainPrior | None = None  # the gain symbols' prior, exactly when the model has gain levels
+    # the adaptive allocator's per-channel weights of the latent error [24·S] (registry; None: all channels alike)
+    allocation_weights: torch.Tensor | None = None
 
     @property
     def config(self) -> ModelConfig:
@@ -241,7 +243,33 @@ def _load_cached(model_id: str, device: str, folder: str) -> LoadedModel:  # fol
         loaded = load_context_file(models_dir() / reg[model_id]["context_prior"]["file"], loaded)
     # the registry, not the weights file, says which quality is the default (chosen after measuring on Kodak)
     loaded.meta["default_quality"] = reg[model_id]["default_quality"]
+    if "allocation_weights" in entry:
+        loaded = replace(loaded, allocation_weights=_allocation_weights(model_id, entry["allocation_weights"],
+                                                                        lattice.DIM * loaded.config.subspaces))
     return loaded
+
+
+def _allocation_weights(model_id: str, record: dict, channels: int) -> torch.Tensor:
+    """A registry entry's ``allocation_weights`` (written by ``record_allocation_weights``) → float32 [channels]."""
+    values = record.get("values") if isinstance(record, dict) else None
+    try:
+        w = torch.tensor(values, dtype=torch.float32)
+    except (TypeError, ValueError):
+        w = torch.empty(0)
+    if w.shape != (channels,) or not bool(torch.isfinite(w).all() and (w > 0).all()):
+        raise ModelError(f"model {model_id}: the registry's allocation weights are not {channels} positive numbers")
+    return w
+
+
+def record_allocation_weights(model_id: str, weights: np.ndarray, how: str) -> None:
+    """Store the adaptive allocator's per-channel weights of a model (``training.sensitivity``) in its registry entry,
+    with the command that fitted them. Files written afterwards may choose other token counts; every file decodes as
+    before (the weights are the encoder's alone)."""
+    path = models_dir() / "zoo.json"
+    reg = json.loads(path.read_text())
+    reg["models"][model_id]["allocation_weights"] = {"values": [round(float(v), 4) for v in weights], "fitted": how}
+    path.write_text(json.dumps(reg, indent=2) + "\n")
+    clear_cache()
 
 
 def former_context(model_id: str, prior_hash: bytes, device: str = "cpu") -> LoadedModel:

@@ -1,0 +1,105 @@
+"""The adaptive allocator's per-channel weights: the decoder's sensitivity estimate, the weighted latent error, the
+registry entry that holds them, and the encoder that uses them (the files decode as any other)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from leechcodec import token_counts, zoo
+from leechcodec.container import decode_indices, parse
+from leechcodec.encoder import encode_image
+from leechcodec.lattice import DIM
+from leechcodec.pixels import image_to_tensor
+from leechcodec.refine import frozen_weights
+from leechcodec.training.sensitivity import channel_weights, hutchinson_diagonal
+
+
+def test_weighted_prefix_errors_weigh_each_channel(default_model, photo):
+    net = default_model.net
+    x = image_to_tensor(photo, net.stride)
+    with torch.no_grad():
+        y = net.analysis(x)
+        _, _, vectors = net.quantize_stages(y, net.cfg.groups)
+        plain = net.prefix_errors(y, vectors)
+        ones = net.prefix_errors(y, vectors, torch.ones(DIM * net.cfg.subspaces))
+        w = torch.rand(DIM * net.cfg.subspaces, generator=torch.Generator().manual_seed(1)) + 0.1
+        weighted = net.prefix_errors(y, vectors, w)
+    assert torch.equal(plain, ones)
+    # errors[n] by hand: the weighted squared difference between y/√24 and the first n tokens' decoder input
+    for n in (0, 3, net.cfg.groups):
+        diff = y / DIM ** 0.5 - net.assemble(vectors[:, : DIM * n]) if n else y / DIM ** 0.5
+        expect = (w.view(1, -1, 1, 1) * diff.square()).sum(dim=1).double()
+        assert torch.allclose(weighted[:, n], expect, rtol=1e-5)
+
+
+def test_hutchinson_estimate_matches_the_exact_jacobian(default_model, photo):
+    """At a 1×1 latent the exact diag(JᵀJ) is cheap (one backward pass per output pixel value); many probes of the
+    estimator land within a few percent of it."""
+    net = default_model.net
+    with torch.no_grad():
+        y = net.analysis(image_to_tensor(photo[:16, :16], net.stride))
+        y_hat = net.assemble(net.quantize_stages(y, 5)[2])
+    with frozen_weights(net):
+        jac = torch.autograd.functional.jacobian(lambda v: net.synthesis(v).flatten(), y_hat)  # [768, 1, 96, 1, 1]
+        exact = jac.reshape(jac.shape[0], -1).double().square().sum(dim=0)
+        estimate = hutchinson_diagonal(net.synthesis, y_hat, 400, torch.Generator().manual_seed(0))
+    rel = (estimate - exact).abs() / exact
+    assert float(rel.mean()) < 0.08 and float(rel.max()) < 0.3
+
+
+def test_channel_weights_are_positive_with_mean_one_and_reproducible(default_model, photo):
+    images = [photo, photo[::-1].copy()]
+    a = channel_weights(default_model.net, images, tokens=5, crop=64, probes=2, seed=3)
+    b = channel_weights(default_model.net, images, tokens=5, crop=64, probes=2, seed=3)
+    assert a.shape == (DIM * default_model.config.subspaces,) and np.array_equal(a, b)
+    assert (a > 0).all() and abs(a.mean() - 1) < 1e-9
+    with pytest.raises(ValueError, match="at least one image"):
+        channel_weights(default_model.net, [], tokens=5)
+    assert all(p.requires_grad for p in default_model.net.parameters())  # the weights are left trainable
+
+
+def test_weights_change_the_counts_and_the_files_decode(default_model, photo):
+    unweighted = dataclasses.replace(default_model, allocation_weights=None)
+    same = dataclasses.replace(default_model, allocation_weights=torch.ones(DIM * default_model.config.subspaces))
+    q = default_model.config.subspaces + 2
+    plain = encode_image(unweighted, photo, quality=q)
+    assert encode_image(same, photo, quality=q).data == plain.data  # weights of 1 are no weights
+    w = torch.ones(DIM * default_model.config.subspaces)
+    w[-DIM:] = 0.01  # the last subspace barely counts: positions stop paying for it
+    skewed = encode_image(dataclasses.replace(default_model, allocation_weights=w), photo, quality=q)
+    assert not np.array_equal(token_counts.counts_of(skewed.indices), token_counts.counts_of(plain.indices))
+    header, m, indices, gains = parse(skewed.data)
+    assert np.array_equal(indices, skewed.indices)
+    assert decode_indices(m, indices, header.height, header.width, gains).shape == (*photo.shape[:2], 3)
+
+
+def test_registry_weights_load_and_bad_ones_are_refused(tmp_path, monkeypatch, photo):
+    real = zoo.models_dir()
+    reg = json.loads((real / "zoo.json").read_text())
+    entry = reg["models"][reg["default"]]
+    for f in [entry["file"], entry["context_prior"]["file"]]:
+        (tmp_path / f).symlink_to(real / f)
+    entry.pop("allocation_weights", None)
+    (tmp_path / "zoo.json").write_text(json.dumps({"default": "m", "models": {"m": entry}}))
+    monkeypatch.setenv("LEECHCODEC_MODELS", str(tmp_path))
+    assert zoo.load_model("m").allocation_weights is None
+    channels = DIM * zoo.load_model("m").config.subspaces
+    values = np.linspace(0.5, 1.5, channels)
+    zoo.record_allocation_weights("m", values, "a test")
+    stored = json.loads((tmp_path / "zoo.json").read_text())["models"]["m"]["allocation_weights"]
+    assert stored["fitted"] == "a test"
+    assert torch.allclose(zoo.load_model("m").allocation_weights, torch.tensor(values, dtype=torch.float32),
+                          atol=1e-4)
+    for bad in ([1.0] * (channels - 1), [1.0] * (channels - 1) + [-1.0], "x"):
+        reg2 = json.loads((tmp_path / "zoo.json").read_text())
+        reg2["models"]["m"]["allocation_weights"] = {"values": bad}
+        (tmp_path / "zoo.json").write_text(json.dumps(reg2))
+        zoo.clear_cache()
+        with pytest.raises(zoo.ModelError, match="allocation weights"):
+            zoo.load_model("m")
+    zoo.clear_cache()
