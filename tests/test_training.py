@@ -397,6 +397,24 @@ def test_allocator_draw_trains_the_decoder_on_the_encoders_own_counts(tmp_path, 
     assert np.array_equal(a.indices, b.indices) and np.array_equal(bitstream.unpack(a.data)[1],
                                                                    bitstream.unpack(b.data)[1])
     assert not np.array_equal(np.asarray(codec.decompress(a.data)), np.asarray(codec.decompress(b.data)))
+
+    # with allocation weights in the source's registry entry, the draw follows them as the encoder does
+    from leechcodec.zoo import record_allocation_weights
+
+    channels = 24 * model.config.subspaces
+    record_allocation_weights("toy-base", np.linspace(2.0, 0.01, channels), "a test")
+    weighted_model, weighted = load_model("toy-base"), AllocatorCounts.of_weights_file(shipped)
+    assert weighted.weights_of == "toy-base" and weighted.weights is not None
+    moved = False
+    for quality in (2, 3):
+        k = model.groups_for(quality)
+        with torch.no_grad():
+            counts = weighted.forward(model.net, x, torch.tensor([k]))["counts"][0].numpy()
+            plain = allocator.forward(model.net, x, torch.tensor([k]))["counts"][0].numpy()
+        enc = encoder.encode_image(weighted_model, img, quality=quality, allocation="adaptive")
+        assert np.array_equal((enc.indices >= 0).sum(axis=0), counts)
+        moved |= not np.array_equal(counts, plain)
+    assert moved
     _train(tmp_path / "moved", data, 2, **(stages | {"init_from": shipped, "lr": 1e-2, "blend_steps": 0}))
     _export(tmp_path / "moved" / "checkpoint.pt", "toy-moved", data)
     with pytest.raises(TrainingError, match=r"toy-moved does not make the tokens of toy-base \(differs in g_a\."):

@@ -3,7 +3,8 @@
 The default encoder gives every latent position its own token count (``leechcodec.allocation``: the tokens go where
 they remove the most latent error for their static-prior cost), while the quality-level draw keeps the same prefix
 everywhere. Here each sample's counts are the allocation's for the quality level the loop drew for it, priced with the
-static and gain priors of the shipped model the run starts from, so the decoder learns on the patterns of real files.
+static and gain priors of the shipped model the run starts from, and with the allocation weights its registry entry
+holds (``LoadedModel.allocation_weights``), so the decoder learns on the patterns of real files.
 
 Invariant: the run's analysis transform is frozen (``--freeze-analysis``, running statistics included), so the tokens
 are bit for bit those of the model the priors came from, and its static, gain and conditional priors stay exact for
@@ -27,13 +28,16 @@ from leechcodec.training import TrainingError
 class AllocatorCounts:
     """The allocation's per-position token counts for training samples, under fixed static and gain priors."""
 
-    def __init__(self, prior: StaticPrior, gain_prior: GainPrior):
+    def __init__(self, prior: StaticPrior, gain_prior: GainPrior, weights: torch.Tensor | None = None,
+                 weights_of: str | None = None):
         self.prior, self.gain_prior = prior, gain_prior
+        self.weights, self.weights_of = weights, weights_of  # the allocation weights, and the model they came from
 
     @classmethod
     def of_weights_file(cls, path: Path | None) -> AllocatorCounts:
-        """The priors of a shipped gain–shape weights file (the run's ``--init-from``)."""
-        from leechcodec.zoo import ModelError, load_weights_file
+        """The priors of a shipped gain–shape weights file (the run's ``--init-from``), and the allocation weights
+        of the registered model whose file it is (none when no registry entry names the file or holds weights)."""
+        from leechcodec.zoo import ModelError, load_model, load_weights_file, registry
 
         if path is None:
             raise TrainingError("--keep-draw allocator needs --init-from a shipped weights file (its priors price "
@@ -44,6 +48,13 @@ class AllocatorCounts:
             raise TrainingError(f"--keep-draw allocator needs --init-from a shipped weights file: {e}") from None
         if model.gains is None:
             raise TrainingError(f"--keep-draw allocator needs a gain–shape model; {path.name} has no gain levels")
+        try:
+            entries = registry()["models"].items()
+        except ModelError:
+            entries = []
+        for model_id, entry in entries:
+            if entry.get("file") == Path(path).name and "allocation_weights" in entry:
+                return cls(model.prior, model.gains, load_model(model_id).allocation_weights, model_id)
         return cls(model.prior, model.gains)
 
     def counts(self, indices: np.ndarray, gain_symbols: np.ndarray, errors: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -63,7 +74,7 @@ class AllocatorCounts:
         with torch.no_grad():
             y = model.analysis(x)
             indices, gain_symbols, vectors = model.quantize_stages(y, model.cfg.groups)
-            errors = model.prefix_errors(y, vectors)
+            errors = model.prefix_errors(y, vectors, self.weights)
             counts = self.counts(indices.cpu().numpy(), gain_symbols.cpu().numpy(), errors.cpu().numpy(),
                                  keep.cpu().numpy())
             counts = torch.from_numpy(counts).to(x.device)

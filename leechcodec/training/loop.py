@@ -415,6 +415,8 @@ def train(o: TrainOptions, command: list[str] | None = None) -> Path:
     draw_from = cfg.groups_for_quality if o.keep_draw in ("qualities", "allocator") else range(1, cfg.groups + 1)
     keep_choices = torch.tensor([k for k in draw_from if k >= o.min_keep])
     allocator = AllocatorCounts.of_weights_file(o.init_from) if o.keep_draw == "allocator" else None
+    if allocator and allocator.weights_of:
+        print(f"the allocation weights of {allocator.weights_of} (its registry entry) weigh the latent error")
     set_training_mode(run.model, o)
     deadline = time.time() + o.max_minutes * 60 if o.max_minutes > 0 else math.inf
     while run.step < o.steps:
