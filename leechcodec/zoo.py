@@ -264,12 +264,12 @@ def _allocation_weights(model_id: str, record: dict, channels: int) -> torch.Ten
 def record_allocation_weights(model_id: str, weights: np.ndarray, how: str) -> None:
     """Store the adaptive allocator's per-channel weights of a model (``training.sensitivity``) in its registry entry,
     with the command that fitted them. Files written afterwards may choose other token counts; every file decodes as
-    before (the weights are the encoder's alone)."""
+    before (the weights are the encoder's alone). A model already loaded in this process keeps its former weights
+    until ``clear_cache``."""
     path = models_dir() / "zoo.json"
     reg = json.loads(path.read_text())
     reg["models"][model_id]["allocation_weights"] = {"values": [round(float(v), 4) for v in weights], "fitted": how}
     path.write_text(json.dumps(reg, indent=2) + "\n")
-    clear_cache()
 
 
 def former_context(model_id: str, prior_hash: bytes, device: str = "cpu") -> LoadedModel:

@@ -78,28 +78,33 @@ def test_weights_change_the_counts_and_the_files_decode(default_model, photo):
     assert decode_indices(m, indices, header.height, header.width, gains).shape == (*photo.shape[:2], 3)
 
 
-def test_registry_weights_load_and_bad_ones_are_refused(tmp_path, monkeypatch, photo):
+def test_registry_weights_load_and_bad_ones_are_refused(tmp_path, monkeypatch):
     real = zoo.models_dir()
     reg = json.loads((real / "zoo.json").read_text())
     entry = reg["models"][reg["default"]]
-    for f in [entry["file"], entry["context_prior"]["file"]]:
-        (tmp_path / f).symlink_to(real / f)
     entry.pop("allocation_weights", None)
-    (tmp_path / "zoo.json").write_text(json.dumps({"default": "m", "models": {"m": entry}}))
-    monkeypatch.setenv("LEECHCODEC_MODELS", str(tmp_path))
+
+    def models_folder(name: str, weights=None) -> None:
+        """A models folder (loaded models are cached per folder) whose model "m" is the default's files."""
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in [entry["file"], entry["context_prior"]["file"]]:
+            (folder / f).symlink_to(real / f)
+        m = dict(entry) if weights is None else dict(entry, allocation_weights=weights)
+        (folder / "zoo.json").write_text(json.dumps({"default": "m", "models": {"m": m}}))
+        monkeypatch.setenv("LEECHCODEC_MODELS", str(folder))
+
+    models_folder("plain")
     assert zoo.load_model("m").allocation_weights is None
     channels = DIM * zoo.load_model("m").config.subspaces
     values = np.linspace(0.5, 1.5, channels)
     zoo.record_allocation_weights("m", values, "a test")
-    stored = json.loads((tmp_path / "zoo.json").read_text())["models"]["m"]["allocation_weights"]
-    assert stored["fitted"] == "a test"
+    stored = json.loads((tmp_path / "plain" / "zoo.json").read_text())["models"]["m"]["allocation_weights"]
+    assert stored["fitted"] == "a test" and len(stored["values"]) == channels
+    models_folder("weighted", stored)
     assert torch.allclose(zoo.load_model("m").allocation_weights, torch.tensor(values, dtype=torch.float32),
                           atol=1e-4)
-    for bad in ([1.0] * (channels - 1), [1.0] * (channels - 1) + [-1.0], "x"):
-        reg2 = json.loads((tmp_path / "zoo.json").read_text())
-        reg2["models"]["m"]["allocation_weights"] = {"values": bad}
-        (tmp_path / "zoo.json").write_text(json.dumps(reg2))
-        zoo.clear_cache()
+    for n, bad in enumerate(([1.0] * (channels - 1), [1.0] * (channels - 1) + [-1.0], "x", [float("nan")] * channels)):
+        models_folder(f"bad{n}", {"values": bad})
         with pytest.raises(zoo.ModelError, match="allocation weights"):
             zoo.load_model("m")
-    zoo.clear_cache()

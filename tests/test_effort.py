@@ -22,7 +22,7 @@ from leechcodec.refine import _Adam
 
 def _search_inputs(model, photo, quality):
     x = image_to_tensor(photo, model.config.stride, "cpu")
-    indices, gains, errors = model.net.encode_all_with_errors(x)
+    indices, gains, errors = model.net.encode_all_with_errors(x, model.allocation_weights)  # as the encoder
     costs = alloc.prefix_costs(model.prior, model.gains, indices[0].numpy(), gains[0].numpy())
     budget = costs[model.groups_for(quality)].sum()
     counts = alloc.allocate(errors.numpy(), costs, budget)

@@ -403,6 +403,7 @@ def test_allocator_draw_trains_the_decoder_on_the_encoders_own_counts(tmp_path, 
 
     channels = 24 * model.config.subspaces
     record_allocation_weights("toy-base", np.linspace(2.0, 0.01, channels), "a test")
+    clear_cache()
     weighted_model, weighted = load_model("toy-base"), AllocatorCounts.of_weights_file(shipped)
     assert weighted.weights_of == "toy-base" and weighted.weights is not None
     moved = False
