@@ -108,3 +108,41 @@ def test_registry_weights_load_and_bad_ones_are_refused(tmp_path, monkeypatch):
         models_folder(f"bad{n}", {"values": bad})
         with pytest.raises(zoo.ModelError, match="allocation weights"):
             zoo.load_model("m")
+
+
+def test_fit_command_writes_the_registry_and_refuses_bad_input(tmp_path):
+    """bin/fit_allocation_weights.py: the fitted weights land in the model's registry entry with the command that
+    made them; an unknown model or a folder without training images is one line and a non-zero exit."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    real = zoo.models_dir()
+    reg = json.loads((real / "zoo.json").read_text())
+    entry = {k: v for k, v in reg["models"][reg["default"]].items() if k != "allocation_weights"}
+    models, data, empty = tmp_path / "models", tmp_path / "data", tmp_path / "empty"
+    for folder in (models, data, empty):
+        folder.mkdir()
+    for f in [entry["file"], entry["context_prior"]["file"]]:
+        (models / f).symlink_to(real / f)
+    (models / "zoo.json").write_text(json.dumps({"default": "m", "models": {"m": entry}}))
+    y, x = np.mgrid[0:64, 0:64]
+    Image.fromarray(np.stack([x * 3 % 256, y * 4 % 256, (x + y) % 256], -1).astype(np.uint8)).save(data / "a.jpg")
+    script = str(Path(__file__).resolve().parents[1] / "bin" / "fit_allocation_weights.py")
+    env = os.environ | {"LEECHCODEC_MODELS": str(models)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env, timeout=300)
+
+    done = run("m", "--data", str(data), "--crop", "64", "--probes", "1")
+    assert done.returncode == 0, done.stderr
+    stored = json.loads((models / "zoo.json").read_text())["models"]["m"]["allocation_weights"]
+    assert len(stored["values"]) == 96 and min(stored["values"]) > 0
+    assert stored["fitted"].startswith("bin/fit_allocation_weights.py m --images 64 --crop 64 --probes 1")
+    for args, message in ((["nope"], "unknown model 'nope'"), (["m", "--data", str(empty)], "no training images")):
+        bad = run(*args)
+        assert bad.returncode != 0 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in bad.stderr
