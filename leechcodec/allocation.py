@@ -1,10 +1,12 @@
 """The encoder's rate allocation: how many tokens each latent position keeps (adaptive files, format 3).
 
 For each position the encoder knows the latent-domain error E_p(n) left after n tokens (the standardized latent
-against the decoder's input) and their cost R_p(n) in bits under the static priors; it picks
-n_p = argmin E_p(n) + λ·R_p(n) with λ bisected so that Σ R_p(n_p) stays within the cost of the quality level's
-uniform k tokens. A residual-stage model may keep fewer than its S first-stage tokens somewhere (its missing subspaces
-are zeros there, as at the quality levels below S in training). How the counts are written: ``token_counts``.
+against the decoder's input, each channel's squared error weighted by the decoder's sensitivity to it when the model
+has allocation weights: ``LoadedModel.allocation_weights``) and their cost R_p(n) in bits under the static priors;
+it picks n_p = argmin E_p(n) + λ·R_p(n) with λ bisected so that Σ R_p(n_p) stays within the cost of the quality
+level's uniform k tokens. A residual-stage model may keep fewer than its S first-stage tokens somewhere (its missing
+subspaces are zeros there, as at the quality levels below S in training). How the counts are written:
+``token_counts``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ files were taken out of the tree to keep the checkout small; they stay in git hi
 says how to restore them (once restored, it loads as before). An entry's ``"former_context_priors"`` lists the
 conditional priors it shipped with before its current one (file, sha256, and the commit whose tree still holds the
 file): files written with one of them still decode, once that prior file is back in the models folder
-(``former_context``).
+(``former_context``). An entry's ``"allocation_weights"`` (``record_allocation_weights``) are the encoder's alone: the
+adaptive allocator weighs each latent channel's error by them.
 The models folder: ``models_dir``.
 """
 
