@@ -43,17 +43,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"fit_allocation_weights: error: {e}")
     if not model.config.gain_levels:
         sys.exit(f"fit_allocation_weights: error: {args.model} has no adaptive allocation (no gain levels)")
-    train, _ = load_images(args.data, args.crop)
+    train, _ = load_images(args.data, args.crop, limit=args.images)
     if not train:
         sys.exit(f"fit_allocation_weights: error: no training images of at least {args.crop} px in {args.data}")
     k = model.groups_for(None)
-    w = channel_weights(model.net, train[: args.images], k, args.crop, args.probes, args.seed)
+    w = channel_weights(model.net, train, k, args.crop, args.probes, args.seed)
     how = "bin/fit_allocation_weights.py " + shlex.join([args.model, "--images", str(args.images), "--crop",
                                                          str(args.crop), "--probes", str(args.probes), "--seed",
                                                          str(args.seed)])
     record_allocation_weights(args.model, w, how)
     per_subspace = w.reshape(-1, DIM).mean(axis=1)
-    print(f"{args.model}: weights of {len(w)} channels from {min(args.images, len(train))} images at {k} tokens; "
+    print(f"{args.model}: weights of {len(w)} channels from {len(train)} images at {k} tokens; "
           f"per subspace {np.array2string(per_subspace, precision=3)}, range {w.min():.3f}–{w.max():.3f}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,34 +79,37 @@ def test_weights_change_the_counts_and_the_files_decode(default_model, photo):
     assert decode_indices(m, indices, header.height, header.width, gains).shape == (*photo.shape[:2], 3)
 
 
-def test_registry_weights_load_and_bad_ones_are_refused(tmp_path, monkeypatch):
+def _models_folder(folder: Path, weights: dict | None = None) -> Path:
+    """A models folder whose only model "m" is the shipped default's files (symlinked), with the given
+    ``allocation_weights`` entry or none. Loaded models are cached per folder, so each variant gets its own."""
     real = zoo.models_dir()
     reg = json.loads((real / "zoo.json").read_text())
-    entry = reg["models"][reg["default"]]
-    entry.pop("allocation_weights", None)
+    entry = {k: v for k, v in reg["models"][reg["default"]].items() if k != "allocation_weights"}
+    if weights is not None:
+        entry["allocation_weights"] = weights
+    folder.mkdir()
+    for f in [entry["file"], entry["context_prior"]["file"]]:
+        (folder / f).symlink_to(real / f)
+    (folder / "zoo.json").write_text(json.dumps({"default": "m", "models": {"m": entry}}))
+    return folder
 
-    def models_folder(name: str, weights=None) -> None:
-        """A models folder (loaded models are cached per folder) whose model "m" is the default's files."""
-        folder = tmp_path / name
-        folder.mkdir()
-        for f in [entry["file"], entry["context_prior"]["file"]]:
-            (folder / f).symlink_to(real / f)
-        m = dict(entry) if weights is None else dict(entry, allocation_weights=weights)
-        (folder / "zoo.json").write_text(json.dumps({"default": "m", "models": {"m": m}}))
+
+def test_registry_weights_load_and_bad_ones_are_refused(tmp_path, monkeypatch):
+    def use(folder: Path) -> None:
         monkeypatch.setenv("LEECHCODEC_MODELS", str(folder))
 
-    models_folder("plain")
+    use(_models_folder(tmp_path / "plain"))
     assert zoo.load_model("m").allocation_weights is None
     channels = DIM * zoo.load_model("m").config.subspaces
     values = np.linspace(0.5, 1.5, channels)
     zoo.record_allocation_weights("m", values, "a test")
     stored = json.loads((tmp_path / "plain" / "zoo.json").read_text())["models"]["m"]["allocation_weights"]
     assert stored["fitted"] == "a test" and len(stored["values"]) == channels
-    models_folder("weighted", stored)
+    use(_models_folder(tmp_path / "weighted", stored))
     assert torch.allclose(zoo.load_model("m").allocation_weights, torch.tensor(values, dtype=torch.float32),
                           atol=1e-4)
     for n, bad in enumerate(([1.0] * (channels - 1), [1.0] * (channels - 1) + [-1.0], "x", [float("nan")] * channels)):
-        models_folder(f"bad{n}", {"values": bad})
+        use(_models_folder(tmp_path / f"bad{n}", {"values": bad}))
         with pytest.raises(zoo.ModelError, match="allocation weights"):
             zoo.load_model("m")
 
@@ -116,19 +120,12 @@ def test_fit_command_writes_the_registry_and_refuses_bad_input(tmp_path):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     from PIL import Image
 
-    real = zoo.models_dir()
-    reg = json.loads((real / "zoo.json").read_text())
-    entry = {k: v for k, v in reg["models"][reg["default"]].items() if k != "allocation_weights"}
-    models, data, empty = tmp_path / "models", tmp_path / "data", tmp_path / "empty"
-    for folder in (models, data, empty):
+    models, data, empty = _models_folder(tmp_path / "models"), tmp_path / "data", tmp_path / "empty"
+    for folder in (data, empty):
         folder.mkdir()
-    for f in [entry["file"], entry["context_prior"]["file"]]:
-        (models / f).symlink_to(real / f)
-    (models / "zoo.json").write_text(json.dumps({"default": "m", "models": {"m": entry}}))
     y, x = np.mgrid[0:64, 0:64]
     Image.fromarray(np.stack([x * 3 % 256, y * 4 % 256, (x + y) % 256], -1).astype(np.uint8)).save(data / "a.jpg")
     script = str(Path(__file__).resolve().parents[1] / "bin" / "fit_allocation_weights.py")

@@ -42,20 +42,20 @@ class AllocatorCounts:
         if path is None:
             raise TrainingError("--keep-draw allocator needs --init-from a shipped weights file (its priors price "
                                 "the tokens)")
+        path = Path(path)
         try:
-            model = load_weights_file(path)
+            registered = next((model_id for model_id, entry in registry()["models"].items()
+                               if entry.get("file") == path.name), None)
+        except ModelError:
+            registered = None
+        try:  # a registered file loads with its registry entry (its allocation weights); the name holds the hash
+            model = load_model(registered) if registered else load_weights_file(path)
         except ModelError as e:
             raise TrainingError(f"--keep-draw allocator needs --init-from a shipped weights file: {e}") from None
         if model.gains is None:
             raise TrainingError(f"--keep-draw allocator needs a gain–shape model; {path.name} has no gain levels")
-        try:
-            entries = registry()["models"].items()
-        except ModelError:
-            entries = []
-        for model_id, entry in entries:
-            if entry.get("file") == Path(path).name and "allocation_weights" in entry:
-                return cls(model.prior, model.gains, load_model(model_id).allocation_weights, model_id)
-        return cls(model.prior, model.gains)
+        weights = model.allocation_weights
+        return cls(model.prior, model.gains, weights, registered if weights is not None else None)
 
     def counts(self, indices: np.ndarray, gain_symbols: np.ndarray, errors: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """All G tokens [B, G, h, w] (indices, gain symbols), the latent error of every prefix [B, G+1, h, w] and

@@ -27,10 +27,13 @@ def load_image(path: Path) -> Image.Image:
     return img
 
 
-def load_images(folder: Path, min_side: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Decode every image once into uint8 HWC arrays (load_image), split into (training, validation)."""
+def load_images(folder: Path, min_side: int, limit: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Decode every image once into uint8 HWC arrays (load_image), split into (training, validation); with ``limit``,
+    stop after the first ``limit`` training images (in name order, as without it)."""
     train, val = [], []
     for path in sorted(folder.glob("*.jp*g")):
+        if limit is not None and len(train) >= limit:
+            break
         img = load_image(path)
         if min(img.size) < min_side:
             continue
