@@ -29,23 +29,28 @@ def allocate(errors: np.ndarray, costs: np.ndarray, budget: float, n_min: int = 
     """errors [K+1, h, w] (E_p(n) for n = 0..K tokens) and costs [K+1, h, w] (bits of the first n tokens, 0 for
     n = 0, non-decreasing in n) → counts [h, w] int64 in [n_min, K] minimizing Σ E_p(n_p) + λ Σ cost_p(n_p), with λ
     the smallest that keeps Σ cost_p(n_p) ≤ budget (when even n_min tokens everywhere cost more: n_min tokens)."""
+    return _counts_at(errors, costs, n_min, exchange_rate(errors, costs, budget, n_min))[0]
+
+
+def exchange_rate(errors: np.ndarray, costs: np.ndarray, budget: float, n_min: int = 1) -> float:
+    """The λ of ``allocate``: latent-domain error per bit at the budget (bisected; 0 when every token fits)."""
     k = errors.shape[0] - 1
     if not 1 <= n_min <= k or costs.shape != errors.shape:
         raise ValueError(f"cannot allocate with at least {n_min} of {k} tokens per position and costs {costs.shape}")
-    e = np.asarray(errors[n_min:], np.float64)
-    c = np.asarray(costs[n_min:], np.float64)
-    positions = np.arange(e[0].size)
-
-    def choose(lam: float) -> tuple[np.ndarray, float]:
-        n = (e + lam * c).reshape(len(e), -1).argmin(axis=0)
-        return n.reshape(e.shape[1:]) + n_min, float(c.reshape(len(c), -1)[n, positions].sum())
-
     lo, hi = 0.0, 1.0
-    while choose(hi)[1] > budget and hi < 1e12:  # large λ: the cheapest counts
+    while _counts_at(errors, costs, n_min, hi)[1] > budget and hi < 1e12:  # large λ: the cheapest counts
         hi *= 4
-    if choose(lo)[1] <= budget:
-        return choose(lo)[0]
+    if _counts_at(errors, costs, n_min, lo)[1] <= budget:
+        return lo
     for _ in range(50):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if choose(mid)[1] > budget else (lo, mid)
-    return choose(hi)[0]
+        lo, hi = (mid, hi) if _counts_at(errors, costs, n_min, mid)[1] > budget else (lo, mid)
+    return hi
+
+
+def _counts_at(errors: np.ndarray, costs: np.ndarray, n_min: int, lam: float) -> tuple[np.ndarray, float]:
+    """The counts [h, w] minimizing E_p(n) + λ·cost_p(n) over n ≥ n_min at every position, and their total cost."""
+    e = np.asarray(errors[n_min:], np.float64).reshape(errors.shape[0] - n_min, -1)
+    c = np.asarray(costs[n_min:], np.float64).reshape(e.shape)
+    n = (e + lam * c).argmin(axis=0)
+    return n.reshape(errors.shape[1:]) + n_min, float(c[n, np.arange(e.shape[1])].sum())

@@ -43,6 +43,24 @@ def test_allocate_meets_the_budget_and_favours_the_larger_error_drops():
     assert (alloc.allocate(errors, costs, costs[k].sum() + 1, n_min=1) == k).all()
 
 
+def test_exchange_rate_is_the_smallest_lambda_within_the_budget():
+    rng = np.random.default_rng(1)
+    k, h, w = 5, 6, 7
+    errors = np.concatenate([np.full((1, h, w), 50.0), 50.0 - np.cumsum(rng.exponential(2.0, (k, h, w)), axis=0)])
+    costs = np.concatenate([np.zeros((1, h, w)), np.cumsum(rng.uniform(10, 20, (k, h, w)), axis=0)])
+    budget = costs[2].sum()
+
+    def spent(lam: float) -> float:
+        n = (errors[1:] + lam * costs[1:]).argmin(axis=0) + 1
+        return np.take_along_axis(costs, n[None], 0).sum()
+
+    lam = alloc.exchange_rate(errors, costs, budget)
+    assert lam > 0 and spent(lam) <= budget < spent(lam * 0.999)  # the smallest λ that fits, to bisection accuracy
+    n = alloc.allocate(errors, costs, budget)
+    assert (n == (errors[1:] + lam * costs[1:]).argmin(axis=0) + 1).all()
+    assert alloc.exchange_rate(errors, costs, costs[k].sum() + 1) == 0.0  # every token fits: bits cost nothing
+
+
 def test_counts_of_accepts_prefixes_only():
     idx = np.arange(24).reshape(3, 2, 4)
     assert (token_counts.counts_of(idx) == 3).all()
