@@ -3,8 +3,8 @@
 The shipped allocator weighs each latent channel's squared error by the decoder's mean sensitivity to that channel
 (``LoadedModel.allocation_weights``). The synthesis is not linear, so the sensitivity also varies with position and
 content. Here it is estimated per image, per position and channel, by Hutchinson's estimator at the decoder input of
-all the image's tokens (``leechcodec.training.sensitivity``: P Gaussian probes in pixel space, one backward pass of
-the synthesis each), and the allocation is re-run with it. Modes:
+all the image's tokens (``leechcodec.training.sensitivity.hutchinson_elements``: P Gaussian probes in pixel space,
+one backward pass of the synthesis each), and the allocation is re-run with it. Modes:
 
     channel      the shipped per-channel weights
     element      the per-position, per-channel estimate itself
@@ -34,18 +34,8 @@ from leechcodec.metrics import bd_rate, psnr
 from leechcodec.model import ENCODE_MARGIN, ENCODE_TILE, tiled
 from leechcodec.pixels import image_to_tensor
 from leechcodec.refine import frozen_weights
+from leechcodec.training.sensitivity import hutchinson_elements
 from leechcodec.zoo import load_model
-
-
-def element_sensitivity(net, y_hat: torch.Tensor, probes: int, gen: torch.Generator) -> torch.Tensor:
-    """Decoder input y_hat [1, C, h, w] → the Hutchinson estimate of diag(JᵀJ) at every element [C, h, w]."""
-    y_hat = y_hat.detach().requires_grad_(True)
-    out = net.synthesis(y_hat)
-    total = torch.zeros(y_hat.shape[1:], dtype=torch.float64)
-    for p in range(probes):
-        (grad,) = torch.autograd.grad(out, y_hat, torch.randn(out.shape, generator=gen), retain_graph=p < probes - 1)
-        total += grad[0].double().square()
-    return total / probes
 
 
 def main(argv=None) -> int:
@@ -77,7 +67,7 @@ def main(argv=None) -> int:
         with frozen_weights(net):
             for mode in modes[1:]:
                 kind, probes = mode.split("-")
-                d = element_sensitivity(net, net.assemble(vectors), int(probes), gen)  # [C, h, w]
+                d = hutchinson_elements(net.synthesis, net.assemble(vectors), int(probes), gen)  # [C, h, w]
                 if kind == "element":
                     weights[mode] = d
                 else:

@@ -19,17 +19,22 @@ from leechcodec.refine import frozen_weights
 from leechcodec.training.data import centre_crop
 
 
-def hutchinson_diagonal(synthesis, y_hat: torch.Tensor, probes: int, gen: torch.Generator) -> torch.Tensor:
-    """A decoder input y_hat [1, C, h, w] → the Hutchinson estimate of diag(JᵀJ) of ``synthesis`` there, averaged
-    over positions: [C] float64, the mean over ``probes`` Gaussian probes u of (Jᵀu)²."""
+def hutchinson_elements(synthesis, y_hat: torch.Tensor, probes: int, gen: torch.Generator) -> torch.Tensor:
+    """A decoder input y_hat [1, C, h, w] → the Hutchinson estimate of diag(JᵀJ) of ``synthesis`` there, at every
+    element: [C, h, w] float64, the mean over ``probes`` Gaussian probes u of (Jᵀu)²."""
     y_hat = y_hat.detach().requires_grad_(True)
     out = synthesis(y_hat)
-    total = torch.zeros(y_hat.shape[1], dtype=torch.float64)
+    total = torch.zeros(y_hat.shape[1:], dtype=torch.float64)
     for p in range(probes):
         u = torch.randn(out.shape, generator=gen)
         (grad,) = torch.autograd.grad(out, y_hat, u, retain_graph=p < probes - 1)
-        total += grad.double().square().mean(dim=(0, 2, 3))
+        total += grad[0].double().square()
     return total / probes
+
+
+def hutchinson_diagonal(synthesis, y_hat: torch.Tensor, probes: int, gen: torch.Generator) -> torch.Tensor:
+    """``hutchinson_elements`` averaged over positions: [C] float64."""
+    return hutchinson_elements(synthesis, y_hat, probes, gen).mean(dim=(1, 2))
 
 
 def channel_weights(net: LeechAutoencoder, images: list[np.ndarray], tokens: int, crop: int = 256, probes: int = 4,
