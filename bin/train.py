@@ -57,6 +57,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gain-log2-min", type=float, default=d.gain_log2_min, help="log2 of the smallest gain level")
     p.add_argument("--stages", type=int, default=d.stages,
                    help="residual quantization stages per 24-d subspace (groups = stages × subspaces; model.py)")
+    p.add_argument("--blocks", type=int, default=d.blocks,
+                   help="token blocks: the subspaces form this many blocks whose tokens come one block after "
+                        "another (model.py); widening a model of G tokens to B·G with --blocks B keeps its tokens "
+                        "first")
     p.add_argument("--qualities", type=str, default=d.qualities,
                    help="token groups kept at each quality level, ascending (those above --groups are dropped)")
     p.add_argument("--init-from", type=Path,

@@ -265,6 +265,7 @@ def models(as_json: bool) -> None:
         star = " (default)" if m["default"] else (f" (retired: files in git commit {m['retired']})"
                                                    if m.get("retired") else "")
         stages = f", {m['stages']} residual stages" if m.get("stages", 1) > 1 else ""
+        stages += f" in {m['blocks']} token blocks" if m.get("blocks", 1) > 1 else ""
         click.echo(f"{m['id']}{star}: {m['quantizer']}, stride {m['stride']}{stages}, {m['parameters'] / 1e6:.2f} M "
                    f"parameters, qualities 1..{m['qualities']} (default {m['default_quality']}), file {m['file']}")
         if m.get("kodak"):

@@ -332,11 +332,13 @@ class _Coder:
 
 class ConditionalPrior:
     """Integer weights [G, passes, OUTPUTS, NUM_FEATURES] (int16 in the file, |w| ≤ 32767, units 2^-SHIFT / LOG_UNIT
-    bit) over the static prior's frequencies [G, 196560] of a model with ``subspaces`` S (None: one stage, S = G).
+    bit) over the static prior's frequencies [G, 196560] of a model with ``subspaces`` S (None: one stage, S = G;
+    with token blocks of ``block_groups`` tokens, S is a block's subspaces: ``context.slot_sources``).
     Weights with ``compat.LEGACY_NUM_FEATURES`` features (fitted before the earlier-stage slots) are read with zero
     weights on those slots: the same tilts, so the same code, as before."""
 
-    def __init__(self, weights: np.ndarray, freqs: np.ndarray, subspaces: int | None = None):
+    def __init__(self, weights: np.ndarray, freqs: np.ndarray, subspaces: int | None = None,
+                 block_groups: int | None = None):
         w = np.asarray(weights)
         shape = (len(context.PASSES), OUTPUTS, context.NUM_FEATURES)
         legacy = (len(context.PASSES), OUTPUTS, compat.LEGACY_NUM_FEATURES)
@@ -350,6 +352,7 @@ class ConditionalPrior:
         self.subspaces = w.shape[0] if subspaces is None else subspaces
         if self.subspaces < 1 or w.shape[0] % self.subspaces:
             raise ValueError(f"{self.subspaces} subspaces do not divide {w.shape[0]} groups")
+        self.block_groups = block_groups
         if w.shape[1:] == legacy:
             w = compat.widen_legacy_weights(w)
         wt = np.swapaxes(w, 2, 3).astype(np.int32)  # [G, passes, features, outputs]
@@ -368,7 +371,7 @@ class ConditionalPrior:
         the scaled linear map."""
         if ys is None:
             ys, xs = context.pass_positions(vectors.shape[1], vectors.shape[2], p)
-        offsets, groups = context.slot_sources(g, p, self.subspaces)
+        offsets, groups = context.slot_sources(g, p, self.subspaces, self.block_groups)
         out = np.empty((len(ys), OUTPUTS), np.int64)
         _context_tilts(vectors, ys, xs, offsets, groups, self._wsign[g, p], self._const[g, p], out)
         return out

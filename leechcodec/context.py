@@ -13,7 +13,8 @@ pass      positions (y%2, x%2)    same-group neighbours already known
 
 Each token also sees the 3×3 neighbourhood of the previous group (already fully known) and, in a model with
 residual stages (``model``: token j is stage j // S of subspace j % S), the tokens at its own position that it
-refines: those of groups g − S and g − 2S (the earlier stages of its subspace). A residual token's direction is far
+refines: those of groups g − S and g − 2S (the earlier stages of its subspace; in a model with token blocks, S is a
+block's subspaces and the earlier stages lie in g's block: ``earlier_stage``). A residual token's direction is far
 from uniform given the token it refines (its inner product with it is negative much more often than chance). A
 token's features are integers: for each of the 8 same-group, 9 previous-group and 2 earlier-stage slots, the slot's
 minimal vector (coordinates in −4..4) and its absolute values; zeros where the slot is not available (outside the
@@ -58,18 +59,27 @@ def pass_positions(h: int, w: int, p: int) -> tuple[np.ndarray, np.ndarray]:
     return ys[mask], xs[mask]
 
 
-def slot_sources(g: int, p: int, subspaces: int) -> tuple[np.ndarray, np.ndarray]:
+def earlier_stage(g: int, back: int, subspaces: int, block_groups: int | None = None) -> int:
+    """The token ``back`` stages before token g in g's subspace, or −1 when g has fewer earlier stages: tokens are
+    stage-major over ``subspaces`` subspaces within blocks of ``block_groups`` tokens (None: one block of all)."""
+    i = g if block_groups is None else g % block_groups
+    return g - back * subspaces if i >= back * subspaces else -1
+
+
+def slot_sources(g: int, p: int, subspaces: int, block_groups: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per slot (SAME_GROUP, PREV_GROUP, then EARLIER_STAGES): offsets [SLOTS, 2] (dy, dx) and the group it reads
     [SLOTS], −1 where the slot is not available for group g, pass p. subspaces: S of the model (its number of groups
-    when it has one stage, so that no earlier-stage slot is ever available)."""
+    when it has one stage, so that no earlier-stage slot is ever available), or of one token block with
+    ``block_groups`` tokens."""
     offsets = np.array(SAME_GROUP + PREV_GROUP + ((0, 0),) * len(EARLIER_STAGES), np.int64)
     groups = ([g if ok else -1 for ok in same_group_available(p)] + [g - 1] * len(PREV_GROUP)
-              + [max(g - k * subspaces, -1) for k in EARLIER_STAGES])
+              + [earlier_stage(g, k, subspaces, block_groups) for k in EARLIER_STAGES])
     return offsets, np.array(groups, np.int64)
 
 
-def features(vectors: np.ndarray, g: int, p: int, subspaces: int) -> np.ndarray:
-    """Integer features of the tokens of group g, pass p, in a model with the given number of subspaces.
+def features(vectors: np.ndarray, g: int, p: int, subspaces: int, block_groups: int | None = None) -> np.ndarray:
+    """Integer features of the tokens of group g, pass p, in a model with the given number of subspaces (per token
+    block of ``block_groups`` tokens: ``slot_sources``).
 
     vectors: int8 [k, h, w, 24], the minimal vectors of the groups; only groups < g and the positions of group g in
     passes < p are read. Returns int8 [n, NUM_FEATURES] in the order of ``pass_positions``.
@@ -77,7 +87,7 @@ def features(vectors: np.ndarray, g: int, p: int, subspaces: int) -> np.ndarray:
     _, h, w, d = vectors.shape
     ys, xs = pass_positions(h, w, p)
     out = np.zeros((len(ys), SLOTS, 2, d), np.int8)
-    offsets, groups = slot_sources(g, p, subspaces)
+    offsets, groups = slot_sources(g, p, subspaces, block_groups)
     for s, ((dy, dx), src) in enumerate(zip(offsets, groups)):
         if src < 0:
             continue

@@ -121,7 +121,7 @@ def lagrangian(lower: tuple[float, float], upper: tuple[float, float]) -> float:
 def _quantize(net, latent: torch.Tensor, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """The tokens of the latent under the per-position counts (ABSENT beyond each count)."""
     k = int(counts.max())
-    indices, gains, _ = net.quantize_tokens(latent[:, : DIM * min(k, net.cfg.subspaces)], k)
+    indices, gains, _ = net.quantize_tokens(latent[:, : DIM * net.cfg.subspaces_of(k)], k)
     keep = lambda t: token_counts.keep_counts(t[0].numpy(), counts)  # noqa: E731
     return keep(indices), None if gains is None else keep(gains)
 
@@ -144,7 +144,7 @@ def _cost(net, x: torch.Tensor, indices: np.ndarray, gains: np.ndarray | None, p
 
 
 def _refine(net, x: torch.Tensor, state: Tokens, steps: int, price: Price, lam: float) -> Tokens:
-    s = min(int(state.counts.max()), net.cfg.subspaces)
+    s = net.cfg.subspaces_of(int(state.counts.max()))
     r = refine_under_counts(net, x, state.counts, steps, start=state.latent[:, : DIM * s])
     indices, gains = r.tokens()
     cost = _cost(net, x, indices, gains, price, lam)  # J as every stage measures it (the decoder's own tiling)
@@ -160,7 +160,7 @@ def _count_search(model: LoadedModel, x: torch.Tensor, state: Tokens, price: Pri
                   spacing: int) -> Tokens:
     net, counts = model.net, state.counts
     k_max = min(model.config.groups, int(counts.max()) + 1)
-    indices, gains, _ = net.quantize_tokens(state.latent[:, : DIM * min(k_max, net.cfg.subspaces)], k_max)
+    indices, gains, _ = net.quantize_tokens(state.latent[:, : DIM * net.cfg.subspaces_of(k_max)], k_max)
     indices, gains = indices[0].numpy(), None if gains is None else gains[0].numpy()
     costs = alloc.prefix_costs(model.prior, model.gains, indices, gains)  # [k_max + 1, h, w]
 

@@ -4,7 +4,8 @@ A gain–shape model (``ModelConfig.gain_levels`` = L > 0) gives every token a g
 Leech index (``model``). Gains of one position are strongly correlated across groups, so the symbol of group g is
 coded under a categorical chosen by the symbol of an earlier group at the same position, its *context group*:
 g−1 (none for group 0: context L), except in a model with residual stages (S subspaces, S < G), where group g ≥ S
-looks at g−S — the previous stage of its own subspace, whose residual it refines (one measurement on 150 training
+looks at g−S — the previous stage of its own subspace, whose residual it refines (with token blocks, S is a
+block's subspaces: ``context.earlier_stage``) (one measurement on 150 training
 images with leech-rs3-s16g12's network at step 4,000, by a script not kept: 0.19–0.28 bits per residual gain,
 against 1.15–1.39 with g−1; the measurement is in the model card at commit b03b99e):
 
@@ -22,33 +23,37 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
+from leechcodec.context import earlier_stage
 from leechcodec.token_counts import ABSENT
 from leechcodec.entropy import DecodeError, frequencies_from_counts
 
 
-def context_group(g: int, subspaces: int | None) -> int:
+def context_group(g: int, subspaces: int | None, block_groups: int | None = None) -> int:
     """The group whose symbol at the same position is group g's context: g − S for a residual stage (g ≥ S, S the
-    model's subspaces), else g − 1; −1 (context L) for group 0. subspaces None: no residual stages."""
-    return g - subspaces if subspaces is not None and g >= subspaces else g - 1
+    model's subspaces; per token block of ``block_groups`` tokens, S a block's), else g − 1; −1 (context L) for group
+    0. subspaces None: no residual stages."""
+    earlier = -1 if subspaces is None else earlier_stage(g, 1, subspaces, block_groups)
+    return earlier if earlier >= 0 else g - 1
 
 
-def gain_contexts(symbols: np.ndarray, levels: int, subspaces: int | None = None) -> np.ndarray:
+def gain_contexts(symbols: np.ndarray, levels: int, subspaces: int | None = None,
+                  block_groups: int | None = None) -> np.ndarray:
     """Gain symbols [k, h, w] → the context of each symbol [k, h, w]: its context group's symbol, L for group 0."""
     ctx = np.empty_like(symbols)
     for g in range(symbols.shape[0]):
-        c = context_group(g, subspaces)
+        c = context_group(g, subspaces, block_groups)
         ctx[g] = symbols[c] if c >= 0 else levels
     return ctx
 
 
 def gain_frequencies(symbols: list[np.ndarray], levels: int, alpha: float = 0.5,
-                     subspaces: int | None = None) -> np.ndarray:
+                     subspaces: int | None = None, block_groups: int | None = None) -> np.ndarray:
     """Gain symbols of training images (a list of [G, h, w] arrays) → uint16 frequencies [G, L+1, L]
     (Laplace-smoothed, all ≥ 1). The smoothed empirical conditional distribution minimizes −log2 p over them."""
     groups = symbols[0].shape[0]
     counts = np.zeros((groups, levels + 1, levels), np.float64)
     for s in symbols:
-        ctx = gain_contexts(s, levels, subspaces)
+        ctx = gain_contexts(s, levels, subspaces, block_groups)
         for g in range(groups):
             np.add.at(counts[g], (ctx[g].ravel(), s[g].ravel()), 1)
     return frequencies_from_counts(counts, alpha)
@@ -57,10 +62,12 @@ def gain_frequencies(symbols: list[np.ndarray], levels: int, alpha: float = 0.5,
 @dataclass
 class GainPrior:
     """Frozen conditional categorical over gain symbols. freqs: [G, L+1, L] uint16, all ≥ 1; subspaces: S of a model
-    with residual stages (selects the context groups), None otherwise."""
+    with residual stages (selects the context groups), None otherwise; block_groups: tokens per token block (None:
+    one block)."""
 
     freqs: np.ndarray
     subspaces: int | None = None
+    block_groups: int | None = None
 
     def __post_init__(self):
         f = np.asarray(self.freqs)
@@ -86,7 +93,7 @@ class GainPrior:
     def symbol_bits(self, symbols: np.ndarray) -> np.ndarray:
         """−log2 p(s | context) of each gain symbol [k, h, w] → float64 [k, h, w] (0 where absent)."""
         present = self._check(symbols)
-        ctx = gain_contexts(symbols, self.levels, self.subspaces)
+        ctx = gain_contexts(symbols, self.levels, self.subspaces, self.block_groups)
         g = np.broadcast_to(np.arange(symbols.shape[0])[:, None, None], symbols.shape)
         bits = np.zeros(symbols.shape)
         bits[present] = -np.log2(self._probs[g[present], ctx[present], symbols[present]])
@@ -100,7 +107,7 @@ class GainPrior:
         """Gain symbols [k, h, w] → uint32 words. Absent symbols (a prefix-shaped mask: ``allocation``) are skipped;
         a present symbol's context group is then present too."""
         present = self._check(symbols)
-        ctx = gain_contexts(symbols, self.levels, self.subspaces)
+        ctx = gain_contexts(symbols, self.levels, self.subspaces, self.block_groups)
         enc = constriction.stream.queue.RangeEncoder()
         for g in range(symbols.shape[0]):
             m = present[g]
@@ -118,7 +125,7 @@ class GainPrior:
         mask = np.ones((k, h * w), bool) if present is None else present.reshape(k, h * w)
         try:
             for g in range(k):
-                c = context_group(g, self.subspaces)
+                c = context_group(g, self.subspaces, self.block_groups)
                 m = mask[g]
                 out[g, m] = dec.decode(self._family, self._probs[g, (out[c] if c >= 0 else first)[m]])
         except (AssertionError, ValueError, RuntimeError) as e:

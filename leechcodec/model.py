@@ -20,6 +20,11 @@ codes its direction ĉ_t and gain ĝ_t like any token. Tokens are ordered stage-
 subspace j % S — so the first S tokens are the plain gain–shape tokens and every later one refines one of them;
 keeping k leading tokens is still the rate control, and the decoder adds the kept tokens of each subspace.
 
+Token blocks (``ModelConfig.blocks`` = B > 1): the S subspaces form B blocks of S/B consecutive subspaces, and the
+tokens are ordered block by block, stage-major within a block (token j is in block j // (G/B)). A network widened
+from one of G/B tokens (``training.loop.fit_weights``) keeps the source's token order as its first block, so every
+prefix of k ≤ G/B tokens is the source's prefix; the new subspaces' tokens all come after the old ones.
+
 The transforms g_a and g_s are built by ``transforms`` from the config's ``arch`` and ``widths``.
 """
 
@@ -50,6 +55,7 @@ class ModelConfig:
     gain_log2_min: float = -2.5  # log2 of the smallest gain level
     gain_log2_step: float = 2 / 3  # spacing of the gain levels in octaves
     stages: int = 1  # T: residual quantization stages per subspace (groups = T × subspaces); > 1 needs gain levels
+    blocks: int = 1  # B: blocks of subspaces whose tokens are ordered one block after another (module docstring)
 
     def __post_init__(self):
         if self.stride not in (8, 16):
@@ -68,11 +74,28 @@ class ModelConfig:
             raise ValueError("gain_levels must lie in 0..256 and gain_log2_step be positive")
         if self.stages < 1 or self.groups % self.stages or (self.stages > 1 and not self.gain_levels):
             raise ValueError("stages must divide groups, and residual stages need gain levels")
+        if self.blocks < 1 or self.subspaces % self.blocks:
+            raise ValueError(f"blocks must divide the {self.subspaces} subspaces, got {self.blocks}")
 
     @property
     def subspaces(self) -> int:
         """S: 24-d subspaces of the latent (= groups when there is one stage)."""
         return self.groups // self.stages
+
+    @property
+    def block_groups(self) -> int:
+        """G/B: tokens per block (= groups without token blocks)."""
+        return self.groups // self.blocks
+
+    @property
+    def block_subspaces(self) -> int:
+        """S/B: subspaces per block; the distance in token order between two stages of one subspace."""
+        return self.subspaces // self.blocks
+
+    def subspaces_of(self, tokens: int) -> int:
+        """How many leading subspaces hold the first ``tokens`` tokens (the latent channels an encoder needs)."""
+        full, rest = divmod(min(tokens, self.groups), self.block_groups)
+        return full * self.block_subspaces + min(rest, self.block_subspaces)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,6 +179,15 @@ class LeechAutoencoder(nn.Module):
         mask = (g[None, :, None, None] < per_position).float()
         return mask.repeat_interleave(DIM, dim=1)
 
+    def subspace_mask(self, keep: torch.Tensor) -> torch.Tensor:
+        """keep [B] int (tokens kept per sample) → float mask [B, 24·S, 1, 1]: 1 for the channels of the subspaces
+        that hold at least one kept token (whose first stage is kept)."""
+        c = self.cfg
+        s = torch.arange(c.subspaces, device=keep.device)
+        first = s // c.block_subspaces * c.block_groups + s % c.block_subspaces  # each subspace's first-stage token
+        mask = (first[None, :, None, None] < keep[:, None, None, None]).float()
+        return mask.repeat_interleave(DIM, dim=1)
+
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, blend: float = 1.0) -> dict:
         """Training pass. keep [B]: groups kept per sample (default all); blend in [0, 1] mixes the straight-through
         code vectors with the unquantized unit vectors (warm-up)."""
@@ -178,47 +210,53 @@ class LeechAutoencoder(nn.Module):
     def _forward_stages(self, y: torch.Tensor, keep: torch.Tensor | None, blend: float) -> dict:
         """Training pass of a residual-stage model: one straight-through estimator for the sum of a subspace's kept
         stages (forward: the quantized sum; gradient: identity to y/√24, the unquantized decoder input)."""
-        s = self.cfg.subspaces
         indices, gain_symbols, vectors = self.quantize_stages(y, self.cfg.groups)
         target = y.float() / math.sqrt(DIM)
         if keep is not None:
             vectors = vectors * self.group_mask(keep)
-            target = target * self.group_mask(keep.clamp(max=s))[:, : DIM * s]  # subspaces with a kept token
+            target = target * self.subspace_mask(keep)
         y_hat = target + blend * (self.assemble(vectors) - target).detach()
         return {"x_hat": self.synthesis(y_hat), "indices": indices, "gain_symbols": gain_symbols, "y": y}
 
     @torch.no_grad()
     def quantize_stages(self, y: torch.Tensor, tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Standardized latent y [B, 24·S, h, w] → its leading ``tokens`` gain–shape tokens in stage-major order:
-        (indices [B, k, h, w], gain symbols [B, k, h, w], decoder-scale vectors ĝ·ĉ [B, 24·k, h, w]).
+        """Standardized latent y [B, 24·s, h, w] (s ≥ ``cfg.subspaces_of(tokens)``) → its leading ``tokens``
+        gain–shape tokens in token order (block by block, stage-major within a block): (indices [B, k, h, w], gain
+        symbols [B, k, h, w], decoder-scale vectors ĝ·ĉ [B, 24·k, h, w]).
 
         Stage t quantizes the residual the stages before it left, in the standardized scale (hence the √24 that
         undoes the gain's normalization); with one stage this is plain gain–shape quantization of y."""
-        s = self.cfg.subspaces
-        residual = y.float()
+        c = self.cfg
+        s, width = c.block_subspaces, DIM * c.block_subspaces
         indices, symbols, vectors = [], [], []
-        for t0 in range(0, tokens, s):
-            n = min(s, tokens - t0)
-            r = residual[:, : DIM * n]
-            codes, idx = self.quantizer(r)
-            sym = self.gain_symbols(r)
-            vec = codes * self.gain_values(sym)
-            indices.append(idx)
-            symbols.append(sym)
-            vectors.append(vec)
-            residual = torch.cat([r - math.sqrt(DIM) * vec, residual[:, DIM * n:]], dim=1)
+        for b0 in range(0, tokens, c.block_groups):
+            block = b0 // c.block_groups
+            residual = y[:, block * width:(block + 1) * width].float()
+            for t0 in range(b0, min(tokens, b0 + c.block_groups), s):
+                n = min(s, tokens - t0)
+                r = residual[:, : DIM * n]
+                codes, idx = self.quantizer(r)
+                sym = self.gain_symbols(r)
+                vec = codes * self.gain_values(sym)
+                indices.append(idx)
+                symbols.append(sym)
+                vectors.append(vec)
+                residual = torch.cat([r - math.sqrt(DIM) * vec, residual[:, DIM * n:]], dim=1)
         return torch.cat(indices, dim=1), torch.cat(symbols, dim=1), torch.cat(vectors, dim=1)
 
     def assemble(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Decoder-scale token vectors [B, 24·k, h, w] (stage-major) → decoder input [B, 24·S, h, w]: each subspace
+        """Decoder-scale token vectors [B, 24·k, h, w] (token order) → decoder input [B, 24·S, h, w]: each subspace
         is the sum of its kept stages, added in stage order (a fixed order, so every decoder gets the same floats);
         subspaces without a kept token are zero."""
         b, c, h, w = vectors.shape
-        width = DIM * self.cfg.subspaces
-        y_hat = vectors.new_zeros(b, width, h, w)
-        for c0 in range(0, c, width):
-            part = vectors[:, c0:c0 + width]
-            y_hat[:, : part.shape[1]] += part
+        cfg = self.cfg
+        y_hat = vectors.new_zeros(b, DIM * cfg.subspaces, h, w)
+        block_channels, width = DIM * cfg.block_groups, DIM * cfg.block_subspaces
+        for b0 in range(0, c, block_channels):
+            out = y_hat[:, b0 // block_channels * width:]
+            for c0 in range(b0, min(c, b0 + block_channels), width):
+                part = vectors[:, c0:c0 + width]
+                out[:, : part.shape[1]] += part
         return y_hat
 
     # ---------------------------------------------------------------------------------------- inference API
@@ -230,7 +268,7 @@ class LeechAutoencoder(nn.Module):
         Quantization always runs on the CPU with the exact structured search, so the indices do not depend on the
         device that ran g_a beyond the float values of y."""
         k = self.cfg.groups if groups is None else groups
-        s = min(k, self.cfg.subspaces)
+        s = self.cfg.subspaces_of(k)
         y = tiled(self.analysis, x, 1 / self.stride, ENCODE_TILE, ENCODE_MARGIN)[:, : DIM * s].float().cpu()
         indices, gain_symbols, _ = self.quantize_tokens(y, k)
         return indices, gain_symbols
@@ -267,7 +305,7 @@ class LeechAutoencoder(nn.Module):
 
     @torch.no_grad()
     def quantize_tokens(self, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Standardized latent y [B, 24·s, h, w] (s = min(k, S)) → its leading k tokens as the encoder writes them:
+        """Standardized latent y [B, 24·s, h, w] (s = ``cfg.subspaces_of(k)``) → its leading k tokens as the encoder writes them:
         (indices [B, k, h, w], gain symbols [B, k, h, w] or None for a direction-only model, decoder-scale vectors
         [B, 24·k, h, w])."""
         if self.cfg.gain_levels:

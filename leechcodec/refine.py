@@ -96,7 +96,7 @@ def refine_tokens(net: LeechAutoencoder, x: torch.Tensor, groups: int, steps: in
     (their gradients are never computed)."""
     k = groups
     mask = None if present is None else present.float().repeat_interleave(DIM, dim=1)
-    s = min(k, net.cfg.subspaces)
+    s = net.cfg.subspaces_of(k)
     width = DIM * net.cfg.subspaces
     stride = net.stride
     if start is None:

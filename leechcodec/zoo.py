@@ -173,7 +173,8 @@ def load_context_file(path: Path, base: LoadedModel) -> LoadedModel:
         if weights.shape[-1] != CONTEXT_FEATURES[blob["format"]]:
             raise ValueError(f"format {blob['format']} has {CONTEXT_FEATURES[blob['format']]} features, not "
                              f"{weights.shape[-1]}")
-        prior = ConditionalPrior(weights, base.prior.freqs, base.config.subspaces)
+        prior = ConditionalPrior(weights, base.prior.freqs, base.config.block_subspaces,
+                                 base.config.block_groups)
     except ModelError:
         raise
     except Exception as e:  # noqa: BLE001 - any unpickling or shape problem means a broken file
@@ -211,7 +212,7 @@ def load_weights_file(path: Path, device: str | torch.device = "cpu") -> LoadedM
         net.load_state_dict(blob["state_dict"])
         prior = StaticPrior(static_prior_of(blob))
         gain_freqs = blob["gain_freqs"].numpy().view(np.uint16) if cfg.gain_levels else None
-        gains = GainPrior(gain_freqs, cfg.subspaces) if cfg.gain_levels else None  # S = G: no residual stages
+        gains = GainPrior(gain_freqs, cfg.block_subspaces, cfg.block_groups) if cfg.gain_levels else None
         if gains is not None and gains.freqs.shape[::2] != (cfg.groups, cfg.gain_levels):
             raise ModelError(f"weights file {path.name} has a gain prior of the wrong shape")
     except ModelError:

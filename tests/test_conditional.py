@@ -255,3 +255,12 @@ def test_power_table_is_each_power_of_two_correctly_rounded():
         ctx.prec = 40
         direct = [float(Decimal(2) ** (Decimal(r) / conditional.LOG_UNIT)) for r in range(conditional.LOG_UNIT)]
     assert conditional._FRAC.tolist() == direct
+
+
+def test_token_blocks_keep_the_earlier_stage_slots_inside_each_block():
+    """In blocks of 6 tokens over 2 subspaces, the earlier-stage slots of a token read its own block's earlier stages
+    only: a block's first-stage tokens have none."""
+    sources = [context.slot_sources(g, 0, 2, 6)[1][-len(context.EARLIER_STAGES):].tolist() for g in range(12)]
+    assert sources == [[-1, -1], [-1, -1], [0, -1], [1, -1], [2, 0], [3, 1],
+                       [-1, -1], [-1, -1], [6, -1], [7, -1], [8, 6], [9, 7]]
+    assert sources[:6] == [context.slot_sources(g, 0, 2)[1][-2:].tolist() for g in range(6)]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from leechcodec.entropy import DecodeError
-from leechcodec.gains import GainPrior, gain_contexts, gain_frequencies
+from leechcodec.gains import GainPrior, context_group, gain_contexts, gain_frequencies
 from leechcodec.model import LeechAutoencoder, ModelConfig
 
 LEVELS = 8
@@ -101,3 +101,15 @@ def test_residual_stages_take_their_subspaces_previous_stage_as_context():
     assert (staged.decode(words, 6, 20, 20) == s).all() and (staged.decode(words, 3, 20, 20) == s[:3]).all()
     assert staged.information_bits(s) < 0.5 * plain.information_bits(s)
     assert gain_contexts(s, LEVELS, subspaces=6).tolist() == gain_contexts(s, LEVELS).tolist()  # S = G: g − 1
+
+
+def test_token_blocks_keep_the_gain_contexts_inside_each_block():
+    """With token blocks of 6 tokens over 2 subspaces each, a block's first stage looks at the token before it (as
+    group 1 does) and its later stages at their own subspace's previous stage; one block is the plain layout."""
+    assert [context_group(g, 2, 6) for g in range(12)] == [-1, 0, 0, 1, 2, 3, 5, 6, 6, 7, 8, 9]
+    assert [context_group(g, 2, 6) for g in range(6)] == [context_group(g, 2) for g in range(6)]
+    rng = np.random.default_rng(6)
+    s = rng.integers(0, LEVELS, (12, 8, 8))
+    prior = GainPrior(gain_frequencies([s], LEVELS, subspaces=2, block_groups=6), 2, 6)
+    assert (prior.decode(prior.encode(s), 12, 8, 8) == s).all()
+    assert (prior.decode(prior.encode(s[:8]), 8, 8, 8) == s[:8]).all()

@@ -109,3 +109,61 @@ def test_fit_weights_widens_hidden_layers_without_changing_the_function():
     wider = LeechAutoencoder(ModelConfig.from_dict(residual.cfg.to_dict() | {"widths": (8, 8, 8, 16)}))
     with pytest.raises(TrainingError, match="needs"):
         fit_weights(residual.state_dict(), wider)
+
+
+def _blocked(narrow: LeechAutoencoder, blocks: int = 2) -> LeechAutoencoder:
+    """narrow widened to ``blocks`` times its subspaces, in token blocks (its tokens first), by fit_weights."""
+    g = narrow.cfg.groups * blocks
+    cfg = ModelConfig.from_dict(narrow.cfg.to_dict() | {"groups": g, "blocks": blocks,
+                                                        "groups_for_quality": tuple(range(1, g + 1))})
+    torch.manual_seed(1)
+    wide = LeechAutoencoder(cfg)
+    wide.load_state_dict(fit_weights(narrow.state_dict(), wide))
+    return wide.eval()
+
+
+def test_token_blocks_order_the_new_subspaces_after_the_old_tokens():
+    """Blocks: token j lies in block j // (G/B), stage-major within it. The block layout: which subspaces a prefix
+    touches, and each subspace refined by its own stages."""
+    cfg = _blocked(_net(3)).cfg  # 4 subspaces × 3 stages in 2 blocks of 2 subspaces
+    assert (cfg.subspaces, cfg.block_groups, cfg.block_subspaces) == (4, 6, 2)
+    assert [cfg.subspaces_of(k) for k in range(13)] == [0, 1, 2, 2, 2, 2, 2, 3, 4, 4, 4, 4, 4]
+    with pytest.raises(ValueError, match="blocks must divide"):
+        ModelConfig.from_dict(cfg.to_dict() | {"blocks": 3})
+    net = _blocked(_net(3))
+    y = torch.randn(2, 96, 5, 6)
+    idx, sym, vec = net.quantize_stages(y, 12)
+    first, _, first_vec = _net(3).quantize_stages(y[:, :48], 6)  # block 0 is a 2-subspace model's tokens …
+    second, _, second_vec = _net(3).quantize_stages(y[:, 48:], 6)  # … and so is block 1, of the next channels
+    assert torch.equal(idx, torch.cat([first, second], 1))
+    assembled = net.assemble(vec)
+    assert torch.equal(assembled, torch.cat([_net(3).assemble(first_vec), _net(3).assemble(second_vec)], 1))
+    partial = net.assemble(vec[:, : 24 * 7])  # block 0 whole, block 1's first token: subspace 3 only
+    assert torch.equal(partial[:, :48], assembled[:, :48]) and torch.equal(partial[:, 48:72], second_vec[:, :24])
+    assert not partial[:, 72:].any()
+    idx_short = net.quantize_stages(y[:, : 24 * cfg.subspaces_of(7)], 7)[0]  # the encoder's channel slice
+    assert torch.equal(idx_short, idx[:, :7])
+
+
+def test_widening_into_a_second_token_block_keeps_every_old_prefix():
+    """A model widened with blocks = 2 quantizes, encodes and decodes every prefix of the old token count as the
+    source did; its new tokens come after them, start silent in the synthesis, and the training pass matches."""
+    narrow = _net(3)
+    wide = _blocked(narrow)
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        for k in (1, 2, 5, 6):
+            a, b = narrow.encode(x, k), wide.encode(x, k)
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+            assert torch.allclose(narrow.decode(*a), wide.decode(*b), atol=1e-6)
+            keep = torch.tensor([k])
+            assert torch.allclose(wide(x, keep=keep)["x_hat"], narrow(x, keep=keep)["x_hat"], atol=1e-6)
+        indices, gains = wide.encode(x, 12)
+        assert torch.equal(indices[:, :6], narrow.encode(x, 6)[0])
+        assert torch.allclose(wide.decode(indices, gains), narrow.decode(*narrow.encode(x, 6)), atol=1e-6)
+        mask = wide.subspace_mask(torch.tensor([1, 2, 6, 7, 12]))[:, ::24, 0, 0]
+        assert mask.tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]]
+        for k in (7, 12):
+            indices, gains = wide.encode(x, k)
+            assert torch.allclose(wide.decode(indices, gains), wide(x, keep=torch.tensor([k]))["x_hat"].clamp(0, 1),
+                                  atol=1e-5)

@@ -291,6 +291,44 @@ def test_residual_stage_model_from_a_wider_run_exports_and_round_trips(tmp_path,
     assert np.abs(decoded - np.round(x_hat * 255)).max() <= 1
 
 
+def test_token_block_model_widened_from_a_run_exports_and_round_trips(tmp_path, monkeypatch):
+    """--blocks 2 from a one-subspace, two-stage run: the widened run's first block is the source's tokens; its
+    files (adaptive allocation, conditional prior fitted with the block layout) decode to the training pass."""
+    data, base, run, models = tmp_path / "data", tmp_path / "base", tmp_path / "run", tmp_path / "models"
+    _toy_data(data)
+    staged = {"gain_levels": 11, "gain_log2_min": -4.5, "stages": 2}
+    _train(base, data, 2, **staged)
+    _train(run, data, 2, **staged, groups=4, blocks=2, qualities="1,2,3,4", init_from=base / "checkpoint.pt")
+    with pytest.raises(TrainingError, match="does not support --blocks"):
+        _train(tmp_path / "rate", data, 2, **staged, groups=4, blocks=2, rate_weight=0.1)
+    monkeypatch.setenv("LEECHCODEC_MODELS", str(models))
+    _export(run / "checkpoint.pt", "toy-blocks", data)
+    fit_context_prior("toy-blocks", data=data, images=3, steps=2, batch=64, work=tmp_path / "ctx")
+    from leechcodec import codec, zoo
+    from leechcodec.zoo import load_model
+
+    zoo.clear_cache()
+    model = load_model("toy-blocks")
+    assert model.config.blocks == 2 and model.context is not None and model.gains.block_groups == 2
+    assert zoo.registry()["models"]["toy-blocks"]["blocks"] == 2
+    img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1).float().div(255)[None]
+    for quality in (1, 3, 4):
+        enc = encoder.encode_image(model, img, quality=quality, allocation="uniform")
+        _, _, indices, gains = container.parse(enc.data)
+        assert (indices == enc.indices).all() and (gains == enc.gains).all()
+        decoded = np.asarray(codec.decompress(enc.data)).astype(int)
+        with torch.no_grad():  # the training pass with that many tokens kept: what the decoder must reproduce
+            x_hat = model.net(x, keep=torch.tensor([quality]))["x_hat"].clamp(0, 1)[0].permute(1, 2, 0).numpy()
+        assert np.abs(decoded - np.round(x_hat * 255)).max() <= 1
+    adaptive = encoder.encode_image(model, img, quality=3)  # per-position counts over both blocks
+    _, _, indices, gains = container.parse(adaptive.data)
+    assert (indices == adaptive.indices).all() and (gains == adaptive.gains).all()
+    expected = model.net.decode(torch.from_numpy(indices)[None], torch.from_numpy(gains)[None])
+    decoded = np.asarray(codec.decompress(adaptive.data)).astype(int)
+    assert np.abs(decoded - np.round(expected[0].permute(1, 2, 0).numpy() * 255)).max() <= 1
+
+
 def test_rate_term_fits_its_proxy_logs_it_and_resumes(tmp_path):
     """--rate-weight: the proxy's mixtures travel in the checkpoint, its bits reach the log, and a run started
     without the rate term cannot be resumed with it."""

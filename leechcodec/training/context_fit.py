@@ -45,13 +45,15 @@ def extract(model, images: list[np.ndarray], crop: int = 768) -> list[np.ndarray
     return out
 
 
-def dataset(indices: list[np.ndarray], g: int, p: int, subspaces: int) -> tuple[torch.Tensor, np.ndarray]:
-    """(features [N, F] float32, indices [N]) of every token of group g, pass p (a model with that many subspaces)."""
+def dataset(indices: list[np.ndarray], g: int, p: int, subspaces: int, block_groups: int | None = None
+            ) -> tuple[torch.Tensor, np.ndarray]:
+    """(features [N, F] float32, indices [N]) of every token of group g, pass p (a model with that many subspaces,
+    per token block of ``block_groups`` tokens: ``context.slot_sources``)."""
     feats, targets = [], []
     for idx in indices:
         vec = lattice.index_to_vector(idx[: g + 1])
         ys, xs = context.pass_positions(*idx.shape[1:], p)
-        feats.append(context.features(vec, g, p, subspaces))
+        feats.append(context.features(vec, g, p, subspaces, block_groups))
         targets.append(idx[g, ys, xs])
     return torch.from_numpy(np.concatenate(feats).astype(np.float32)), np.concatenate(targets).astype(np.int64)
 
@@ -143,7 +145,7 @@ def fit_context_weights(model, train_idx: list[np.ndarray], steps: int, batch: i
         ls = log2_static(conditional.StaticTables.from_freqs(freqs[g]))
         for ps in range(len(context.PASSES)):
             t1 = time.time()
-            feats, targets = dataset(train_idx, g, ps, model.config.subspaces)
+            feats, targets = dataset(train_idx, g, ps, model.config.block_subspaces, model.config.block_groups)
             w = fit(feats, targets, ls, tab, steps, batch, lr, seed + 31 * g + ps)
             wq = np.rint(w * unit)
             weights[g, ps] = np.clip(wq, -32767, 32767)  # int16 storage; clipping is reported, and rare
@@ -196,7 +198,8 @@ def fit_context_prior(model_id: str, *, data: Path = DEFAULT_DATA, images: int =
     path = write_context_prior(model_id, weights, meta)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and registered it", flush=True)
 
-    prior = conditional.ConditionalPrior(weights, model.prior.freqs, model.config.subspaces)
+    prior = conditional.ConditionalPrior(weights, model.prior.freqs, model.config.block_subspaces,
+                                         model.config.block_groups)
     static_bits = sum(model.prior.information_bits(i) for i in val_idx)
     ctx_bits = sum(prior.information_bits(i) for i in val_idx)
     tokens = sum(i.size for i in val_idx)

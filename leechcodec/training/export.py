@@ -79,8 +79,9 @@ def fit_priors(net: LeechAutoencoder, images: list[np.ndarray]) -> dict:
     print(f"prior fitted on {len(images)} images; distinct indices per group: {(counts > 0).sum(1).tolist()}")
     cfg = net.cfg
     if cfg.gain_levels:
-        gain_freqs = gain_frequencies(gain_symbols, cfg.gain_levels, subspaces=cfg.subspaces)
-        gain_prior = GainPrior(gain_freqs, cfg.subspaces)
+        gain_freqs = gain_frequencies(gain_symbols, cfg.gain_levels, subspaces=cfg.block_subspaces,
+                                      block_groups=cfg.block_groups)
+        gain_prior = GainPrior(gain_freqs, cfg.block_subspaces, cfg.block_groups)
         bits = sum(gain_prior.information_bits(s) for s in gain_symbols) / sum(s.size for s in gain_symbols)
         print(f"gain prior ({cfg.gain_levels} levels): {bits:.3f} bits per gain on the same images")
         tables["gain_freqs"] = torch.from_numpy(gain_freqs.view(np.int16))
@@ -116,6 +117,8 @@ def register(model_id: str, path: Path, sha: str, cfg: ModelConfig, meta: dict, 
                                "quantizer": cfg.quantizer, "arch": cfg.arch, "stages": cfg.stages,
                                "parameters": meta["parameters"],
                                "training_steps": meta["training_steps"], "kodak": []}
+    if cfg.blocks > 1:
+        reg["models"][model_id]["blocks"] = cfg.blocks
     if make_default or len(reg["models"]) == 1:
         reg["default"] = model_id
     reg_path.write_text(json.dumps(reg, indent=2) + "\n")

@@ -52,6 +52,7 @@ class TrainOptions:
     gain_levels: int = 0
     gain_log2_min: float = -2.5
     stages: int = 1
+    blocks: int = 1
     qualities: str = "1,2,3,4,6,8,10,12,16"
     init_from: Path | None = None
     blend_steps: int = 500
@@ -95,7 +96,8 @@ class TrainOptions:
     def model_config(self) -> ModelConfig:
         return ModelConfig(stride=self.stride, groups=self.groups, widths=tuple(int(w) for w in self.widths.split(",")),
                            quantizer=self.quantizer, arch=self.arch, groups_for_quality=self.qualities_kept(),
-                           gain_levels=self.gain_levels, gain_log2_min=self.gain_log2_min, stages=self.stages)
+                           gain_levels=self.gain_levels, gain_log2_min=self.gain_log2_min, stages=self.stages,
+                           blocks=self.blocks)
 
 
 def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
@@ -157,8 +159,9 @@ def fit_weights(source: dict, model: torch.nn.Module) -> dict:
       has no cross-channel terms, so new channels do not enter the old ones' normalization either), while the new
       channels, whose outgoing weights get nonzero gradients, start learning. New latent subspaces enter the
       synthesis with zero weights, so with every token kept the wider model decodes as the source did; with the same
-      number of stages, its first S_old subspaces are the source's (tokens are stage-major, so a prefix of k tokens
-      is not the source's prefix of k);
+      number of stages, its first S_old subspaces are the source's. With one token block a prefix of k tokens is not
+      the source's prefix of k (tokens are stage-major over all subspaces); with ``blocks`` = S/S_old the source's
+      tokens are the first block, so every prefix of k ≤ G_old tokens decodes as the source's did;
     - any other mismatch raises TrainingError: an axis grew and another shrank, or a layer of the residual family
       grew (its pixel (un)shuffles interleave channels, so a leading slice is not the old layer)."""
     target = model.state_dict()
@@ -382,6 +385,8 @@ def prepare(o: TrainOptions, command: list[str] | None) -> tuple[RunState, Model
                             "stay those its priors were fitted to)")
     if o.keep_draw == "allocator" and o.rate_weight:
         raise TrainingError("--keep-draw allocator trains the decoder only; --rate-weight has nothing to act on")
+    if o.blocks > 1 and o.rate_weight:
+        raise TrainingError("--rate-weight prices stage-major tokens; it does not support --blocks")
     device = torch.device(o.device)
     o.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = o.out / "checkpoint.pt"
