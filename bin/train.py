@@ -85,6 +85,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-analysis", action="store_true",
                    help="train the synthesis only: the analysis weights and latent statistics stay those of "
                         "--init-from or the checkpoint, so the tokens (and the shipped model's priors) stay exact")
+    p.add_argument("--freeze-first-block", action="store_true",
+                   help="with --blocks and --init-from: train the later token blocks' analysis rows and the "
+                        "synthesis only, so the first block's tokens (and their priors) stay those of --init-from")
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: all cores)")
     p.add_argument("--bf16", action="store_true",

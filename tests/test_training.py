@@ -329,6 +329,41 @@ def test_token_block_model_widened_from_a_run_exports_and_round_trips(tmp_path, 
     assert np.abs(decoded - np.round(expected[0].permute(1, 2, 0).numpy() * 255)).max() <= 1
 
 
+def test_freeze_first_block_keeps_the_source_tokens_and_trains_the_new_block(tmp_path):
+    """--freeze-first-block: after training, the first block's tokens are exactly the source's on an image, while
+    the new block's analysis rows and the synthesis moved, and the new channels' statistics were calibrated."""
+    data, base, run = tmp_path / "data", tmp_path / "base", tmp_path / "run"
+    _toy_data(data)
+    staged = {"gain_levels": 11, "gain_log2_min": -4.5, "stages": 2}
+    _train(base, data, 2, **staged)
+    widened = {**staged, "groups": 4, "blocks": 2, "qualities": "1,2,3,4", "init_from": base / "checkpoint.pt"}
+    with pytest.raises(TrainingError, match="needs --blocks"):
+        _train(tmp_path / "one", data, 2, **staged, freeze_first_block=True, init_from=base / "checkpoint.pt")
+    with pytest.raises(TrainingError, match="freezes all of it"):
+        _train(tmp_path / "both", data, 2, **widened, freeze_first_block=True, freeze_analysis=True)
+    _train(run, data, 3, **widened, freeze_first_block=True)
+    with pytest.raises(TrainingError, match="trained with --freeze-first-block"):
+        _train(run, data, 4, **widened)
+    source_state = torch.load(base / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    source, model = LeechAutoencoder(ModelConfig.from_dict(source_state["config"])), \
+        LeechAutoencoder(ModelConfig.from_dict(ckpt["config"]))
+    source.load_state_dict(source_state["model"])
+    model.load_state_dict(ckpt["model"])
+    source.eval(), model.eval()
+    img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1).float().div(255)[None]
+    old_indices, old_gains = source.encode(x)
+    new_indices, new_gains = model.encode(x)
+    assert torch.equal(new_indices[:, :2], old_indices) and torch.equal(new_gains[:, :2], old_gains)
+    w_old, w_new = source_state["model"]["g_a.6.weight"], ckpt["model"]["g_a.6.weight"]  # the last analysis conv
+    assert torch.equal(w_new[:24], w_old) and not torch.equal(w_new[24:], torch.zeros_like(w_new[24:]))
+    assert not torch.equal(ckpt["model"]["g_s.0.weight"][:24], source_state["model"]["g_s.0.weight"])
+    mean, var = ckpt["model"]["standardize.running_mean"], ckpt["model"]["standardize.running_var"]
+    assert torch.equal(mean[:24], source_state["model"]["standardize.running_mean"])
+    assert not torch.equal(var[24:], torch.ones(24))  # calibrated, not the fresh statistics
+
+
 def test_rate_term_fits_its_proxy_logs_it_and_resumes(tmp_path):
     """--rate-weight: the proxy's mixtures travel in the checkpoint, its bits reach the log, and a run started
     without the rate term cannot be resumed with it."""

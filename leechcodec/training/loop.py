@@ -65,6 +65,7 @@ class TrainOptions:
     rate_lr: float = 3e-3
     freeze_synthesis: bool = False
     freeze_analysis: bool = False
+    freeze_first_block: bool = False
     device: str = "cpu"
     threads: int = 0
     bf16: bool = False
@@ -113,13 +114,54 @@ def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def centre_crop(img: np.ndarray, crop: int, stride: int) -> torch.Tensor:
+    """The centre square of an HxWx3 uint8 image, at most ``crop`` and a multiple of ``stride`` on a side → a
+    [3, c, c] float tensor in [0, 1]."""
+    h, w = img.shape[:2]
+    c = min(crop, h, w) // stride * stride
+    y0, x0 = (h - c) // 2, (w - c) // 2
+    return torch.from_numpy(img[y0:y0 + c, x0:x0 + c].copy()).permute(2, 0, 1).float().div(255)
+
+
 def set_training_mode(model: LeechAutoencoder, o: TrainOptions) -> None:
     """Training mode, except for a frozen analysis: it keeps its running statistics (eval mode), so its tokens stay
     those of the model it came from."""
     model.train()
-    if o.freeze_analysis:
+    if o.freeze_analysis or o.freeze_first_block:
         model.g_a.eval()
         model.standardize.eval()
+
+
+def freeze_first_block(model: LeechAutoencoder) -> None:
+    """Train only the analysis rows that make the later token blocks' subspaces: every other analysis weight gets
+    no gradient, and the last convolution's rows for the first block's channels get a zero one (Adam then never
+    moves them: its moments stay zero). With the latent statistics held (``set_training_mode``), the first block's
+    tokens stay exactly those of the model the run was widened from, and so do their priors."""
+    model.g_a.requires_grad_(False)
+    last = model.g_a[-1]
+    first = DIM * model.cfg.block_subspaces  # the first block's latent channels lead
+    for p in (last.weight, last.bias):
+        p.requires_grad_(True)
+        mask = torch.ones_like(p)
+        mask[:first] = 0
+        p.register_hook(lambda g, mask=mask: g * mask)
+
+
+@torch.no_grad()
+def calibrate_later_blocks(model: LeechAutoencoder, images: list[np.ndarray], crop: int) -> None:
+    """Set the latent statistics of the later blocks' channels to their mean and variance over centre crops of
+    ``images`` (those of the first block are left as they are): a widened model's new channels start standardized,
+    as training-mode statistics would leave them."""
+    first = DIM * model.cfg.block_subspaces
+    ys = []
+    device = model.standardize.running_mean.device
+    for img in images:
+        x = centre_crop(img, crop, model.stride)[None].to(device)
+        y = model.g_a((x - 0.5).contiguous(memory_format=model.memory_format))
+        ys.append(y[:, first:].permute(1, 0, 2, 3).reshape(y.shape[1] - first, -1))
+    y = torch.cat(ys, dim=1)
+    model.standardize.running_mean[first:] = y.mean(dim=1)
+    model.standardize.running_var[first:] = y.var(dim=1)
 
 
 @torch.no_grad()
@@ -128,12 +170,7 @@ def validate(model: LeechAutoencoder, images: list[np.ndarray], device: torch.de
     module in the mode it found it in."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
-    xs = []
-    for img in images:
-        h, w = img.shape[:2]
-        c = min(crop, h, w) // model.stride * model.stride
-        y0, x0 = (h - c) // 2, (w - c) // 2
-        xs.append(torch.from_numpy(img[y0:y0 + c, x0:x0 + c].copy()).permute(2, 0, 1).float().div(255))
+    xs = [centre_crop(img, crop, model.stride) for img in images]
     result = {}
     for q, k in enumerate(model.cfg.groups_for_quality, start=1):
         psnrs = []
@@ -266,6 +303,8 @@ def new_run(o: TrainOptions, cfg: ModelConfig, device: torch.device) -> RunState
         model.g_s.requires_grad_(False)
     if o.freeze_analysis:
         model.g_a.requires_grad_(False)  # the standardization has no parameters; its statistics: set_training_mode
+    elif o.freeze_first_block:
+        freeze_first_block(model)
     opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=o.lr)
     # the rate proxy is fitted by maximum likelihood to the directions, on its own optimizer and constant rate
     proxy = DirectionRateProxy(cfg.groups, o.rate_components, seed=o.seed).to(device) if o.rate_weight else None
@@ -278,7 +317,7 @@ def resume(run: RunState, o: TrainOptions, cfg: ModelConfig, ckpt_path: Path, de
     ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
     if ModelConfig.from_dict(ckpt["config"]) != cfg:
         raise TrainingError(f"{ckpt_path} was trained with another config; use another --out")
-    for flag in ("freeze_synthesis", "freeze_analysis"):
+    for flag in ("freeze_synthesis", "freeze_analysis", "freeze_first_block"):
         if ckpt["args"].get(flag, False) != getattr(o, flag):
             raise TrainingError(f"{ckpt_path} was trained {'without' if getattr(o, flag) else 'with'}"
                                 f" --{flag.replace('_', '-')}; use another --out")
@@ -385,6 +424,11 @@ def prepare(o: TrainOptions, command: list[str] | None) -> tuple[RunState, Model
                             "stay those its priors were fitted to)")
     if o.keep_draw == "allocator" and o.rate_weight:
         raise TrainingError("--keep-draw allocator trains the decoder only; --rate-weight has nothing to act on")
+    if o.freeze_first_block and not (o.blocks > 1 and o.init_from):
+        raise TrainingError("--freeze-first-block needs --blocks 2 or more and --init-from (the model whose tokens "
+                            "the first block keeps)")
+    if o.freeze_first_block and o.freeze_analysis:
+        raise TrainingError("--freeze-first-block trains part of the analysis; --freeze-analysis freezes all of it")
     if o.blocks > 1 and o.rate_weight:
         raise TrainingError("--rate-weight prices stage-major tokens; it does not support --blocks")
     device = torch.device(o.device)
@@ -414,6 +458,8 @@ def train(o: TrainOptions, command: list[str] | None = None) -> Path:
     train_imgs, val_imgs = load_images(o.data, o.crop)
     print(f"{len(train_imgs)} training and {len(val_imgs)} validation images loaded in {time.time() - t0:.0f} s;"
           f" {sum(p.numel() for p in run.model.parameters()) / 1e6:.2f} M parameters")
+    if o.freeze_first_block and run.step == 0:
+        calibrate_later_blocks(run.model, train_imgs[:64], o.crop)
     log = TrainingLog(o.out / "log.csv", len(cfg.groups_for_quality))
     # By default each sample keeps the groups of one quality level, drawn uniformly, so every shipped rate point gets
     # the same share of training (drawing k uniformly from 1..G starves the low qualities when G is large).
