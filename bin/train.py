@@ -97,6 +97,10 @@ def parser() -> argparse.ArgumentParser:
                    help="stop after this much wall time in this invocation, validated and checkpointed, even before"
                         " --steps (0: no limit); a later run with the same --out resumes, the schedule following"
                         " --steps")
+    p.add_argument("--time-schedule", action="store_true",
+                   help="run the learning-rate schedule over --max-minutes of wall time (on a machine of unknown "
+                        "speed, such as a lent GPU: the cosine ends when the time does); --steps is then a cap and "
+                        "the scale of the warm-up. One invocation: it does not resume")
     return p
 
 

@@ -145,6 +145,34 @@ def test_max_minutes_stops_early_with_a_validated_checkpoint_and_resumes(tmp_pat
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 3
 
 
+def test_time_schedule_ends_the_cosine_with_the_minutes_and_does_not_resume(tmp_path, monkeypatch):
+    """--time-schedule: the learning rate follows the fraction of --max-minutes spent (on a clock that advances
+    10 ms per reading, so the test does not depend on this machine's speed), so the run, stopped by the minutes well
+    short of --steps, is past the cosine's middle at step 50 and at its floor at the end, where the step-based
+    schedule would still be warming up; the run refuses to resume, and to run without --max-minutes."""
+    from leechcodec.training import loop
+
+    class Clock:
+        now = 0.0
+
+        def time(self) -> float:
+            self.now += 0.01
+            return self.now
+
+    monkeypatch.setattr(loop, "time", Clock())
+    data, run = tmp_path / "data", tmp_path / "run"
+    _toy_data(data)
+    base = 1e-3
+    _train(run, data, 100_000, lr=base, max_minutes=0.05, time_schedule=True, val_every=100_000)
+    rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
+    assert rows[0]["step"] == "50" and 0.4 * base < float(rows[0]["lr"]) < 0.9 * base
+    assert 50 < int(rows[-1]["step"]) < 1000 and float(rows[-1]["lr"]) < 0.06 * base
+    with pytest.raises(TrainingError, match="one invocation"):
+        _train(run, data, 100_000, lr=base, max_minutes=0.05, time_schedule=True)
+    with pytest.raises(TrainingError, match="give it"):
+        _train(tmp_path / "no_limit", data, 10, time_schedule=True)
+
+
 def test_bf16_run_keeps_float32_weights_and_tracks_the_float32_run(tmp_path, monkeypatch):
     """--bf16 autocasts the step's forward only: the weights (and so checkpoints and exports) stay float32, the
     training PSNR stays within 0.5 dB of the float32 run's, and the exported model codes a real file."""

@@ -70,6 +70,7 @@ class TrainOptions:
     threads: int = 0
     bf16: bool = False
     max_minutes: float = 0
+    time_schedule: bool = False
 
     def __post_init__(self):
         self.out, self.data = Path(self.out), Path(self.data)
@@ -429,6 +430,8 @@ def prepare(o: TrainOptions, command: list[str] | None) -> tuple[RunState, Model
                             "the first block keeps)")
     if o.freeze_first_block and o.freeze_analysis:
         raise TrainingError("--freeze-first-block trains part of the analysis; --freeze-analysis freezes all of it")
+    if o.time_schedule and o.max_minutes <= 0:
+        raise TrainingError("--time-schedule spreads the learning rate over --max-minutes; give it")
     if o.blocks > 1 and o.rate_weight:
         raise TrainingError("--rate-weight prices stage-major tokens; it does not support --blocks")
     device = torch.device(o.device)
@@ -437,6 +440,9 @@ def prepare(o: TrainOptions, command: list[str] | None) -> tuple[RunState, Model
     cfg = o.model_config()
     run = new_run(o, cfg, device)
     if ckpt_path.exists():
+        if o.time_schedule:
+            raise TrainingError(f"{ckpt_path} exists: a --time-schedule run is one invocation (a resumed one would "
+                                "start its schedule again); use another --out")
         resume(run, o, cfg, ckpt_path, device)
         print(f"resumed from {ckpt_path} at step {run.step}")
     elif o.init_from:
@@ -469,10 +475,13 @@ def train(o: TrainOptions, command: list[str] | None = None) -> Path:
     if allocator and allocator.weights_of:
         print(f"the allocation weights of {allocator.weights_of} (its registry entry) weigh the latent error")
     set_training_mode(run.model, o)
-    deadline = time.time() + o.max_minutes * 60 if o.max_minutes > 0 else math.inf
+    start = time.time()
+    deadline = start + o.max_minutes * 60 if o.max_minutes > 0 else math.inf
     while run.step < o.steps:
+        # with --time-schedule the schedule's clock is the fraction of --max-minutes spent, on the scale of --steps
+        at = int(o.steps * (time.time() - start) / (deadline - start)) if o.time_schedule else run.step
         for group in run.opt.param_groups:
-            group["lr"] = lr_at(run.step, o.steps, o.lr)
+            group["lr"] = lr_at(min(at, o.steps), o.steps, o.lr)
         x = random_batch(train_imgs, o.batch, o.crop, run.rng).to(device)
         keep = keep_choices[torch.randint(len(keep_choices), (o.batch,))].to(device)
         out, mse, loss, bits = train_step(run, o, x, keep, allocator)
