@@ -88,6 +88,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-first-block", action="store_true",
                    help="with --blocks and --init-from: train the later token blocks' analysis rows and the "
                         "synthesis only, so the first block's tokens (and their priors) stay those of --init-from")
+    p.add_argument("--new-block-only", action="store_true",
+                   help="with --freeze-first-block: the synthesis too trains only its first layer's weights from the "
+                        "later blocks' channels, so every prefix inside the first block decodes exactly as before")
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: all cores)")
     p.add_argument("--bf16", action="store_true",

@@ -305,9 +305,9 @@ class LeechAutoencoder(nn.Module):
 
     @torch.no_grad()
     def quantize_tokens(self, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Standardized latent y [B, 24·s, h, w] (s = ``cfg.subspaces_of(k)``) → its leading k tokens as the encoder writes them:
-        (indices [B, k, h, w], gain symbols [B, k, h, w] or None for a direction-only model, decoder-scale vectors
-        [B, 24·k, h, w])."""
+        """Standardized latent y [B, 24·s, h, w] (s = ``cfg.subspaces_of(k)``) → its leading k tokens as the encoder
+        writes them: (indices [B, k, h, w], gain symbols [B, k, h, w] or None for a direction-only model,
+        decoder-scale vectors [B, 24·k, h, w])."""
         if self.cfg.gain_levels:
             return self.quantize_stages(y, k)
         codes, indices = self.quantizer(y)

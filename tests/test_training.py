@@ -37,6 +37,14 @@ def _export(checkpoint: Path, model_id: str, data: Path, **options) -> Path:
     return export_model(checkpoint, model_id, data=data, images=3, **options)
 
 
+def _network(checkpoint: Path) -> LeechAutoencoder:
+    """The network of a run's checkpoint, in eval mode."""
+    ckpt = torch.load(checkpoint, weights_only=False)
+    net = LeechAutoencoder(ModelConfig.from_dict(ckpt["config"]))
+    net.load_state_dict(ckpt["model"])
+    return net.eval()
+
+
 def _toy_data(folder: Path) -> None:
     """Four smooth 96×96 JPEGs, one of them with a name the validation split holds out."""
     folder.mkdir()
@@ -374,11 +382,7 @@ def test_freeze_first_block_keeps_the_source_tokens_and_trains_the_new_block(tmp
         _train(run, data, 4, **widened)
     source_state = torch.load(base / "checkpoint.pt", weights_only=False)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
-    source, model = LeechAutoencoder(ModelConfig.from_dict(source_state["config"])), \
-        LeechAutoencoder(ModelConfig.from_dict(ckpt["config"]))
-    source.load_state_dict(source_state["model"])
-    model.load_state_dict(ckpt["model"])
-    source.eval(), model.eval()
+    source, model = (_network(path / "checkpoint.pt") for path in (base, run))
     img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
     x = torch.from_numpy(img.copy()).permute(2, 0, 1).float().div(255)[None]
     old_indices, old_gains = source.encode(x)
@@ -390,6 +394,31 @@ def test_freeze_first_block_keeps_the_source_tokens_and_trains_the_new_block(tmp
     mean, var = ckpt["model"]["standardize.running_mean"], ckpt["model"]["standardize.running_var"]
     assert torch.equal(mean[:24], source_state["model"]["standardize.running_mean"])
     assert not torch.equal(var[24:], torch.ones(24))  # calibrated, not the fresh statistics
+
+
+def test_new_block_only_keeps_every_first_block_prefix_decoding_as_the_source(tmp_path):
+    """--freeze-first-block --new-block-only: after training, a prefix inside the first block decodes to exactly
+    the source's image, while the decoder's weights from the new channels moved and no other decoder weight did."""
+    data, base, run = tmp_path / "data", tmp_path / "base", tmp_path / "run"
+    _toy_data(data)
+    staged = {"gain_levels": 11, "gain_log2_min": -4.5, "stages": 2}
+    _train(base, data, 2, **staged)
+    widened = {**staged, "groups": 4, "blocks": 2, "qualities": "1,2,3,4", "init_from": base / "checkpoint.pt"}
+    with pytest.raises(TrainingError, match="goes with --freeze-first-block"):
+        _train(tmp_path / "alone", data, 2, **widened, new_block_only=True)
+    _train(run, data, 3, **widened, freeze_first_block=True, new_block_only=True)
+    source, model = (_network(path / "checkpoint.pt") for path in (base, run))
+    source_state, state = source.state_dict(), model.state_dict()
+    for name, tensor in state.items():
+        if name.startswith("g_s.") and name != "g_s.0.weight":
+            assert torch.equal(tensor, source_state[name]), name
+    w = state["g_s.0.weight"]
+    assert torch.equal(w[:24], source_state["g_s.0.weight"]) and w[24:].abs().sum() > 0
+    img = np.asarray(Image.open(next(data.glob("train*.jpg"))).convert("RGB"))
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1).float().div(255)[None]
+    for k in (1, 2):
+        indices, gains = source.encode(x, k)
+        assert torch.equal(model.decode(indices, gains), source.decode(indices, gains))
 
 
 def test_rate_term_fits_its_proxy_logs_it_and_resumes(tmp_path):

@@ -66,6 +66,7 @@ class TrainOptions:
     freeze_synthesis: bool = False
     freeze_analysis: bool = False
     freeze_first_block: bool = False
+    new_block_only: bool = False
     device: str = "cpu"
     threads: int = 0
     bf16: bool = False
@@ -133,19 +134,29 @@ def set_training_mode(model: LeechAutoencoder, o: TrainOptions) -> None:
         model.standardize.eval()
 
 
-def freeze_first_block(model: LeechAutoencoder) -> None:
+def freeze_first_block(model: LeechAutoencoder, synthesis: bool = False) -> None:
     """Train only the analysis rows that make the later token blocks' subspaces: every other analysis weight gets
     no gradient, and the last convolution's rows for the first block's channels get a zero one (Adam then never
     moves them: its moments stay zero). With the latent statistics held (``set_training_mode``), the first block's
-    tokens stay exactly those of the model the run was widened from, and so do their priors."""
+    tokens stay exactly those of the model the run was widened from, and so do their priors. With ``synthesis``
+    the decoder likewise trains only its first layer's weights from the later blocks' channels, which are zero
+    whenever a prefix stays in the first block: such prefixes then decode exactly as the source's."""
+    first = DIM * model.cfg.block_subspaces  # the first block's latent channels lead
     model.g_a.requires_grad_(False)
     last = model.g_a[-1]
-    first = DIM * model.cfg.block_subspaces  # the first block's latent channels lead
-    for p in (last.weight, last.bias):
-        p.requires_grad_(True)
-        mask = torch.ones_like(p)
-        mask[:first] = 0
-        p.register_hook(lambda g, mask=mask: g * mask)
+    train_later_channels(last.weight, first)  # Conv2d weight [out, in, kh, kw]: rows are output channels
+    train_later_channels(last.bias, first)
+    if synthesis:
+        model.g_s.requires_grad_(False)
+        train_later_channels(model.g_s[0].weight, first)  # ConvTranspose2d weight [in, out, kh, kw]
+
+
+def train_later_channels(p: torch.nn.Parameter, first: int) -> None:
+    """Let ``p`` train, but give its first ``first`` slices along axis 0 a zero gradient."""
+    p.requires_grad_(True)
+    mask = torch.ones_like(p)
+    mask[:first] = 0
+    p.register_hook(lambda g, mask=mask: g * mask)
 
 
 @torch.no_grad()
@@ -305,7 +316,7 @@ def new_run(o: TrainOptions, cfg: ModelConfig, device: torch.device) -> RunState
     if o.freeze_analysis:
         model.g_a.requires_grad_(False)  # the standardization has no parameters; its statistics: set_training_mode
     elif o.freeze_first_block:
-        freeze_first_block(model)
+        freeze_first_block(model, synthesis=o.new_block_only)
     opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=o.lr)
     # the rate proxy is fitted by maximum likelihood to the directions, on its own optimizer and constant rate
     proxy = DirectionRateProxy(cfg.groups, o.rate_components, seed=o.seed).to(device) if o.rate_weight else None
@@ -318,7 +329,7 @@ def resume(run: RunState, o: TrainOptions, cfg: ModelConfig, ckpt_path: Path, de
     ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
     if ModelConfig.from_dict(ckpt["config"]) != cfg:
         raise TrainingError(f"{ckpt_path} was trained with another config; use another --out")
-    for flag in ("freeze_synthesis", "freeze_analysis", "freeze_first_block"):
+    for flag in ("freeze_synthesis", "freeze_analysis", "freeze_first_block", "new_block_only"):
         if ckpt["args"].get(flag, False) != getattr(o, flag):
             raise TrainingError(f"{ckpt_path} was trained {'without' if getattr(o, flag) else 'with'}"
                                 f" --{flag.replace('_', '-')}; use another --out")
@@ -428,6 +439,8 @@ def prepare(o: TrainOptions, command: list[str] | None) -> tuple[RunState, Model
     if o.freeze_first_block and not (o.blocks > 1 and o.init_from):
         raise TrainingError("--freeze-first-block needs --blocks 2 or more and --init-from (the model whose tokens "
                             "the first block keeps)")
+    if o.new_block_only and not o.freeze_first_block:
+        raise TrainingError("--new-block-only goes with --freeze-first-block (it freezes the decoder's part too)")
     if o.freeze_first_block and o.freeze_analysis:
         raise TrainingError("--freeze-first-block trains part of the analysis; --freeze-analysis freezes all of it")
     if o.time_schedule and o.max_minutes <= 0:
