@@ -365,14 +365,20 @@ def test_token_block_model_widened_from_a_run_exports_and_round_trips(tmp_path, 
     assert np.abs(decoded - np.round(expected[0].permute(1, 2, 0).numpy() * 255)).max() <= 1
 
 
+def _two_block_setup(data: Path, base: Path) -> tuple[dict, dict]:
+    """Toy data and a one-subspace, two-stage source run in ``base`` → (its options, the options that widen it to
+    two token blocks)."""
+    _toy_data(data)
+    staged = {"gain_levels": 11, "gain_log2_min": -4.5, "stages": 2}
+    _train(base, data, 2, **staged)
+    return staged, {**staged, "groups": 4, "blocks": 2, "qualities": "1,2,3,4", "init_from": base / "checkpoint.pt"}
+
+
 def test_freeze_first_block_keeps_the_source_tokens_and_trains_the_new_block(tmp_path):
     """--freeze-first-block: after training, the first block's tokens are exactly the source's on an image, while
     the new block's analysis rows and the synthesis moved, and the new channels' statistics were calibrated."""
     data, base, run = tmp_path / "data", tmp_path / "base", tmp_path / "run"
-    _toy_data(data)
-    staged = {"gain_levels": 11, "gain_log2_min": -4.5, "stages": 2}
-    _train(base, data, 2, **staged)
-    widened = {**staged, "groups": 4, "blocks": 2, "qualities": "1,2,3,4", "init_from": base / "checkpoint.pt"}
+    staged, widened = _two_block_setup(data, base)
     with pytest.raises(TrainingError, match="needs --blocks"):
         _train(tmp_path / "one", data, 2, **staged, freeze_first_block=True, init_from=base / "checkpoint.pt")
     with pytest.raises(TrainingError, match="freezes all of it"):
@@ -400,10 +406,7 @@ def test_new_block_only_keeps_every_first_block_prefix_decoding_as_the_source(tm
     """--freeze-first-block --new-block-only: after training, a prefix inside the first block decodes to exactly
     the source's image, while the decoder's weights from the new channels moved and no other decoder weight did."""
     data, base, run = tmp_path / "data", tmp_path / "base", tmp_path / "run"
-    _toy_data(data)
-    staged = {"gain_levels": 11, "gain_log2_min": -4.5, "stages": 2}
-    _train(base, data, 2, **staged)
-    widened = {**staged, "groups": 4, "blocks": 2, "qualities": "1,2,3,4", "init_from": base / "checkpoint.pt"}
+    _, widened = _two_block_setup(data, base)
     with pytest.raises(TrainingError, match="goes with --freeze-first-block"):
         _train(tmp_path / "alone", data, 2, **widened, new_block_only=True)
     _train(run, data, 3, **widened, freeze_first_block=True, new_block_only=True)
