@@ -4,10 +4,10 @@ A gain–shape model (``ModelConfig.gain_levels`` = L > 0) gives every token a g
 Leech index (``model``). Gains of one position are strongly correlated across groups, so the symbol of group g is
 coded under a categorical chosen by the symbol of an earlier group at the same position, its *context group*:
 g−1 (none for group 0: context L), except in a model with residual stages (S subspaces, S < G), where group g ≥ S
-looks at g−S — the previous stage of its own subspace, whose residual it refines (with token blocks, S is a
-block's subspaces: ``context.earlier_stage``) (one measurement on 150 training
-images with leech-rs3-s16g12's network at step 4,000, by a script not kept: 0.19–0.28 bits per residual gain,
-against 1.15–1.39 with g−1; the measurement is in the model card at commit b03b99e):
+looks at g−S — the previous stage of its own subspace, whose residual it refines; with token blocks S is a block's
+subspaces (``context.earlier_stage``). On 150 training images with leech-rs3-s16g12's network at step 4,000 that
+costs 0.19–0.28 bits per residual gain, against 1.15–1.39 with g−1 (measured by a script not kept; the numbers are
+in the model card at commit b03b99e). The model:
 
     freqs [G, L+1, L] uint16, all ≥ 1;  p(s | g, c) = freqs[g, c, s] / Σ_s' freqs[g, c, s']  (exact float64)
 

@@ -58,10 +58,10 @@ def random_batch(images: list[np.ndarray], batch: int, crop: int, rng: random.Ra
     return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
 
 
-def centre_crop(rgb: np.ndarray, height: int = 512, width: int = 768) -> np.ndarray:
-    """The centre min(H, height) × min(W, width) of an image, cut to multiples of 16."""
+def centre_crop(rgb: np.ndarray, height: int = 512, width: int = 768, multiple: int = 16) -> np.ndarray:
+    """The centre min(H, height) × min(W, width) of an image, cut to multiples of ``multiple``."""
     h, w = rgb.shape[:2]
-    ch, cw = min(h, height) // 16 * 16, min(w, width) // 16 * 16
+    ch, cw = min(h, height) // multiple * multiple, min(w, width) // multiple * multiple
     y, x = (h - ch) // 2, (w - cw) // 2
     return rgb[y:y + ch, x:x + cw]
 

@@ -27,7 +27,7 @@ from leechcodec.model import LeechAutoencoder, ModelConfig
 from leechcodec.rate_proxy import DirectionRateProxy
 from leechcodec.training import TrainingError
 from leechcodec.training.adaptive import AllocatorCounts
-from leechcodec.training.data import DEFAULT_DATA, load_images, random_batch
+from leechcodec.training.data import DEFAULT_DATA, centre_crop, load_images, random_batch
 
 LOG_COLUMNS = ["step", "elapsed_s", "lr", "loss", "psnr", "distinct_codes", "code_entropy_bits"]
 
@@ -116,18 +116,16 @@ def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def centre_crop(img: np.ndarray, crop: int, stride: int) -> torch.Tensor:
+def square_crop(img: np.ndarray, crop: int, stride: int) -> torch.Tensor:
     """The centre square of an HxWx3 uint8 image, at most ``crop`` and a multiple of ``stride`` on a side → a
     [3, c, c] float tensor in [0, 1]."""
-    h, w = img.shape[:2]
-    c = min(crop, h, w) // stride * stride
-    y0, x0 = (h - c) // 2, (w - c) // 2
-    return torch.from_numpy(img[y0:y0 + c, x0:x0 + c].copy()).permute(2, 0, 1).float().div(255)
+    side = min(crop, *img.shape[:2])
+    return torch.from_numpy(centre_crop(img, side, side, stride).copy()).permute(2, 0, 1).float().div(255)
 
 
 def set_training_mode(model: LeechAutoencoder, o: TrainOptions) -> None:
-    """Training mode, except for a frozen analysis: it keeps its running statistics (eval mode), so its tokens stay
-    those of the model it came from."""
+    """Training mode, except for a frozen analysis (whole, or all but the later blocks' rows): it keeps its running
+    statistics (eval mode), so its tokens stay those of the model it came from."""
     model.train()
     if o.freeze_analysis or o.freeze_first_block:
         model.g_a.eval()
@@ -168,7 +166,7 @@ def calibrate_later_blocks(model: LeechAutoencoder, images: list[np.ndarray], cr
     ys = []
     device = model.standardize.running_mean.device
     for img in images:
-        x = centre_crop(img, crop, model.stride)[None].to(device)
+        x = square_crop(img, crop, model.stride)[None].to(device)
         y = model.g_a((x - 0.5).contiguous(memory_format=model.memory_format))
         ys.append(y[:, first:].permute(1, 0, 2, 3).reshape(y.shape[1] - first, -1))
     y = torch.cat(ys, dim=1)
@@ -182,7 +180,7 @@ def validate(model: LeechAutoencoder, images: list[np.ndarray], device: torch.de
     module in the mode it found it in."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
-    xs = [centre_crop(img, crop, model.stride) for img in images]
+    xs = [square_crop(img, crop, model.stride) for img in images]
     result = {}
     for q, k in enumerate(model.cfg.groups_for_quality, start=1):
         psnrs = []
